@@ -1,0 +1,1 @@
+"""lgrpo.analysis."""
