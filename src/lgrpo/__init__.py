@@ -3,8 +3,8 @@
 from lgrpo.objectives import group_advantages, lambda_weights, policy_loss
 from lgrpo.process import (
     ProcessTree,
-    process_set_sizes,
     prm_advantages,
+    process_set_sizes,
     step_rewards,
     tree_stats,
 )
@@ -17,8 +17,8 @@ __all__ = [
     "group_advantages",
     "lambda_weights",
     "policy_loss",
-    "process_set_sizes",
     "prm_advantages",
+    "process_set_sizes",
     "step_rewards",
     "tree_stats",
 ]

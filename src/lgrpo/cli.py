@@ -16,7 +16,10 @@ from lgrpo import __version__
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "toy": ("lgrpo.experiments.toy", "reproduce the paper's toy tree experiment (Table 1) on the CPU"),
-    "train": ("lgrpo.experiments.train", "train a model with λ-GRPO or GRPO (TRL engine); embedded CPU default"),
+    "train": (
+        "lgrpo.experiments.train",
+        "train a model with λ-GRPO or GRPO (TRL engine); embedded CPU default",
+    ),
     "compare": ("lgrpo.experiments.compare", "run GRPO and λ-GRPO on the same seeds and compare them"),
     "eval": ("lgrpo.evaluation.cli", "evaluate a model (or scored predictions) on math benchmarks"),
     "analyze": ("lgrpo.analysis.analyze", "per-step implicit-PRM statistics of a run's rollout log"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lgrpo.process import process_set_sizes, validate_batch
+from lgrpo.process import process_set_sizes
 
 __all__ = ["ADVANTAGE_EPS", "LOSS_TYPES", "SCALES", "group_advantages", "lambda_weights", "policy_loss"]
 
@@ -46,7 +46,9 @@ def group_advantages(rewards: Tensor, group: Tensor, scale: str = "group") -> Te
         raise ValueError(f"rewards: expected shape [B], got {tuple(rewards.shape)}")
     if not isinstance(group, Tensor) or group.shape != rewards.shape:
         shape = tuple(group.shape) if isinstance(group, Tensor) else type(group).__name__
-        raise ValueError(f"group: expected a tensor of shape {tuple(rewards.shape)} (same as rewards), got {shape}")
+        raise ValueError(
+            f"group: expected a tensor of shape {tuple(rewards.shape)} (same as rewards), got {shape}"
+        )
     if group.is_floating_point():
         raise ValueError(f"group: expected an integer tensor, got dtype {group.dtype}")
     r = rewards.float() if not rewards.is_floating_point() else rewards
@@ -132,13 +134,23 @@ def policy_loss(
         raise ValueError(f"advantages: expected shape [{B}] or [{B}, {T}], got {tuple(advantages.shape)}")
     for name, t in (("old_logp", old_logp), ("ref_logp", ref_logp), ("weights", weights)):
         if t is not None and (not isinstance(t, Tensor) or t.shape != logp.shape):
-            raise ValueError(f"{name}: expected shape {(B, T)} (same as logp), got {getattr(t, 'shape', None)}")
+            raise ValueError(
+                f"{name}: expected shape {(B, T)} (same as logp), got {getattr(t, 'shape', None)}"
+            )
     if beta != 0.0 and ref_logp is None:
         raise ValueError("ref_logp: required when beta != 0")
     if epsilon_low < 0 or epsilon_high < 0:
-        raise ValueError(f"epsilon_low/epsilon_high: expected non-negative values, got {epsilon_low}, {epsilon_high}")
+        raise ValueError(
+            f"epsilon_low/epsilon_high: expected non-negative values, got {epsilon_low}, {epsilon_high}"
+        )
     if max_completion_length is not None and max_completion_length <= 0:
         raise ValueError(f"max_completion_length: expected a positive integer, got {max_completion_length}")
+    if mask.dtype != torch.bool and bool(((mask != 0) & (mask != 1)).any()):
+        raise ValueError("mask: expected bool or 0/1 values")
+    if T > 1 and bool(((mask[:, 1:] != 0) & (mask[:, :-1] == 0)).any()):
+        raise ValueError(
+            "mask: each row must be one contiguous run of true values starting at position 0 (right padding)"
+        )
     m = mask.to(device=logp.device, dtype=logp.dtype)
 
     old = logp.detach() if old_logp is None else old_logp

@@ -11,19 +11,21 @@ For token ``t`` of completion ``i`` the process set is (METHOD.md §2)::
 
     λ(i,t) = { j in group(i) : y_j[0..t] == y_i[0..t] }
 
-How it is computed, exactly and without a Python loop over rows or tokens:
+How it is computed, exactly, with no Python loop over rows or tokens (``G`` groups of at most ``K`` rows):
 
-1. Sort the rows of the batch by (group, completion) lexicographically, padding counting as a token smaller than
-   every real one. Lexicographic order is what makes every process set a *contiguous block* of sorted rows. The
-   sort uses prefix doubling: aligned blocks of 1, 2, 4, … tokens are given dense integer ranks, each level ranking
-   pairs of ranks of the level below (``log2 T`` sorts of geometrically shrinking size, all exact integer keys; no
-   hashing, so no collisions).
-2. For each pair of neighbours in sorted order, the length of their longest common prefix (LCP) of real tokens.
-3. Row ``p`` and its neighbour ``p+1`` are in one process set at position ``t`` iff ``lcp[p] > t``. So the set of
-   ``(p, t)`` is the maximal run of sorted rows around ``p`` with no *break* (``lcp <= t``) between them; its ends
-   come from a running max / min over break positions (``cummax``), giving ``|λ|`` in ``O(B·T)`` memory.
+1. *Propose* the lexicographic order of the rows of each group: a 64-bit polynomial hash of every prefix (one
+   multiply and one ``cumsum``), then a binary search on those hashes gives every pairwise longest common prefix
+   (LCP) within a group in ``log2 T`` rounds of ``G·K²`` look-ups, and the token after the LCP orders each pair.
+2. *Check* the order exactly: one pass over the sorted tokens compares each row with its neighbour, giving the exact
+   neighbour LCPs and whether the order is truly lexicographic. If a hash collision misled it, fall back to an exact
+   sort by prefix doubling (dense integer ranks of aligned blocks of 1, 2, 4, … tokens). Hashes never decide a
+   result; at worst they cost time.
+3. In lexicographic order ``lcp(p, q) = min(lcp of the neighbours between p and q)``, so every pairwise LCP follows
+   exactly (a ``cummin`` over ``[G, K, K]``).
+4. ``λ(i,t) = { j : lcp(i,j) > t }`` (with ``lcp(i,i) = |y_i|``). Bucketing each row's LCPs (``[B, T+1]``) and one
+   ``cumsum`` give ``|λ(i,t)|`` and any sum over a process set (step rewards, PRM-aware advantages).
 
-Sums over a process set (step rewards, PRM-aware advantages) then come from prefix sums over the sorted rows.
+Cost: ``O(B·T + G·K²·log T)`` time and ``O(B·T + G·K²)`` memory; see ``benchmarks/process_sets.py``.
 """
 
 from __future__ import annotations
@@ -40,10 +42,10 @@ __all__ = [
     "ProcessTree",
     "ProcessTreeNode",
     "TreeStats",
+    "prm_advantages",
     "process_blocks",
     "process_set_mean",
     "process_set_sizes",
-    "prm_advantages",
     "step_rewards",
     "tree_stats",
     "validate_batch",
@@ -76,51 +78,67 @@ def validate_batch(ids: Tensor, mask: Tensor, group: Tensor) -> tuple[Tensor, Te
     if not isinstance(group, Tensor):
         raise ValueError(f"group: expected a torch.Tensor, got {type(group).__name__}")
     if group.dim() != 1 or group.shape[0] != ids.shape[0]:
-        raise ValueError(f"group: expected shape [{ids.shape[0]}] (one id per row of ids), got {tuple(group.shape)}")
+        raise ValueError(
+            f"group: expected shape [{ids.shape[0]}] (one id per row of ids), got {tuple(group.shape)}"
+        )
     if group.is_floating_point() or group.is_complex():
         raise ValueError(f"group: expected an integer tensor, got dtype {group.dtype}")
     mask = mask.to(ids.device)
     if ids.shape[1] > 1 and bool((mask[:, 1:] & ~mask[:, :-1]).any()):
-        raise ValueError("mask: each row must be one contiguous run of true values starting at position 0 (right padding)")
+        raise ValueError(
+            "mask: each row must be one contiguous run of true values starting at position 0 (right padding)"
+        )
     return ids.long(), mask, group.to(ids.device).long()
 
 
 # --------------------------------------------------------------------------------------------------------------
-# the core: process sets as contiguous blocks of lexicographically sorted rows
+# the core: exact pairwise longest common prefixes within each group
 
 
 @dataclass
 class ProcessBlocks:
-    """Process sets of a batch, as blocks of rows in (group, lexicographic) order.
+    """Every process set of a batch, held as exact pairwise longest common prefixes (LCPs) within groups.
 
-    Attributes (``B`` rows, ``T`` positions):
-        order:  ``[B]`` row indices in sorted order (``sorted_row[p] = order[p]``).
-        start:  ``[B, T]`` first sorted position of the block holding sorted row ``p`` at position ``t``.
-        end:    ``[B, T]`` last sorted position of that block (inclusive).
-        mask:   ``[B, T]`` bool, the validated mask in the *original* row order.
-        sizes:  ``[B, T]`` long, ``|λ(i,t)|`` in the original row order (0 on padding).
-        duplicates: ``[B]`` long, number of rows of the group identical to row ``i`` (itself included).
+    ``λ(i,t) = { j : lcp(i,j) > t }`` with ``lcp(i,i) = |y_i|``, so any sum over a process set is a suffix sum over
+    the LCP values of row ``i``.
+
+    Attributes (``B`` rows, ``T`` positions, ``G`` groups of at most ``K`` rows):
+        rows: ``[G, K]`` row index of each group slot, ``-1`` for empty slots (slots in lexicographic order).
+        lcp: ``[G, K, K]`` exact LCP of the rows in two slots (``-1`` where either slot is empty).
+        mask: ``[B, T]`` bool, the validated mask.
+        sizes: ``[B, T]`` long, ``|λ(i,t)|`` (0 on padding).
+        duplicates: ``[B]`` long, rows of the group identical to row ``i`` (itself included).
         group_index: ``[B]`` long, dense group index ``0..G-1`` of each row.
         num_groups: ``G``.
+        verified_sort: False when the hash-guided order failed its exact check and the exact sort was used.
     """
 
-    order: Tensor
-    start: Tensor
-    end: Tensor
+    rows: Tensor
+    lcp: Tensor
     mask: Tensor
     sizes: Tensor
     duplicates: Tensor
     group_index: Tensor
     num_groups: int
+    verified_sort: bool = True
 
     def set_sum(self, values: Tensor) -> Tensor:
         """``[B, T]``: sum of per-row ``values`` ``[B]`` over each process set (0 on padding)."""
-        vals = values.to(self.start.device)[self.order]
-        csum = torch.cat([vals.new_zeros(1), torch.cumsum(vals, 0)])  # exclusive prefix sums over sorted rows
-        out_sorted = csum[self.end + 1] - csum[self.start]
-        out = torch.empty_like(out_sorted)
-        out[self.order] = out_sorted
-        return out.masked_fill(~self.mask, 0)
+        return _set_sum(self.rows, self.lcp, self.mask, values.to(self.mask.device))
+
+
+def _set_sum(rows: Tensor, lcp: Tensor, mask: Tensor, values: Tensor) -> Tensor:
+    B, T = mask.shape
+    if B == 0 or T == 0:
+        return values.new_zeros(B, T)
+    valid = rows >= 0
+    pair = valid[:, :, None] & valid[:, None, :]  # [G, K, K]
+    row_i = rows[:, :, None].expand_as(lcp)[pair]
+    row_j = rows[:, None, :].expand_as(lcp)[pair]
+    # bucket[i, L] = Σ values_j over the j with lcp(i,j) == L; the set at t holds exactly the j with lcp > t
+    bucket = values.new_zeros(B, T + 1).index_put_((row_i, lcp[pair]), values[row_j], accumulate=True)
+    total = bucket.sum(1, keepdim=True)
+    return (total - torch.cumsum(bucket, dim=1)[:, :T]).masked_fill(~mask, 0)
 
 
 def _dense_rank(key: Tensor) -> tuple[Tensor, int]:
@@ -129,20 +147,67 @@ def _dense_rank(key: Tensor) -> tuple[Tensor, int]:
     return inverse.reshape(key.shape), int(uniq.numel())
 
 
-def _row_ranks(ids: Tensor, mask: Tensor) -> Tensor:
-    """``[B]`` dense rank of each row in lexicographic order, padding below every real token (prefix doubling)."""
-    B, T = ids.shape
-    if T == 0:
-        return torch.zeros(B, dtype=torch.long, device=ids.device)
-    width = 1 << max(0, (T - 1).bit_length())  # next power of two
-    tok = torch.where(mask, ids, torch.full_like(ids, -1))
+def _exact_row_ranks(tok: Tensor) -> Tensor:
+    """``[B]`` dense lexicographic rank of each row of ``tok`` by prefix doubling (exact; the slow fallback)."""
+    B, T = tok.shape
+    width = 1 << max(0, (T - 1).bit_length())
     if width > T:
-        tok = torch.cat([tok, tok.new_full((B, width - T), -1)], dim=1)
+        tok = torch.cat([tok, tok.new_full((B, width - T), int(tok.min()))], dim=1)
     rank, n = _dense_rank(tok)
     while rank.shape[1] > 1:
         pair = rank.view(B, -1, 2)
         rank, n = _dense_rank(pair[..., 0] * n + pair[..., 1])  # n <= B*T, so n*n fits in int64
     return rank[:, 0]
+
+
+# A polynomial hash of every prefix, wrapping modulo 2^64 (one multiply and one cumsum, no division). It only
+# *proposes* an order, which is then checked exactly; a collision costs time (the exact fallback), never accuracy.
+_HASH_BASE = 0x9E3779B97F4A7C15 - (1 << 64)  # odd, as a signed int64
+
+
+def _prefix_hashes(tok: Tensor) -> Tensor:
+    """``[B, T]`` int64: a 64-bit hash of each prefix ``tok[i, :t+1]``."""
+    T = tok.shape[1]
+    powers = torch.ones(1, dtype=torch.long, device=tok.device)
+    step = _HASH_BASE
+    while powers.numel() < T:  # doubling: log2(T) steps; int64 products wrap, i.e. arithmetic modulo 2^64
+        powers = torch.cat([powers, powers * step])
+        step = ((step * step + (1 << 63)) % (1 << 64)) - (1 << 63)
+    return torch.cumsum((tok + 2) * powers[:T], dim=1)
+
+
+def _pairwise_candidates(hashes: Tensor, tok: Tensor, lengths: Tensor, rows: Tensor) -> Tensor:
+    """``[G, K, K]`` LCPs by binary search on prefix hashes (exact unless two prefix hashes collide)."""
+    T = hashes.shape[1]
+    safe = rows.clamp(min=0)
+    ri, rj = safe[:, :, None].expand(-1, -1, rows.shape[1]), safe[:, None, :].expand(-1, rows.shape[1], -1)
+    lo = torch.zeros_like(ri)
+    hi = torch.minimum(lengths[ri], lengths[rj])
+    for _ in range(T.bit_length()):  # binary search over the length: log2(T) rounds
+        mid = (lo + hi + 1) // 2
+        at = (mid - 1).clamp(min=0)
+        same = (hashes[ri, at] == hashes[rj, at]) & (mid > lo)
+        lo = torch.where(same, mid, lo)
+        hi = torch.where(same | (mid <= lo), hi, mid - 1)
+    return lo
+
+
+def _lcp_from_sorted(neighbour: Tensor, lengths: Tensor) -> Tensor:
+    """``[G, K, K]`` pairwise LCPs from the LCPs of neighbours ``[G, K-1]`` in lexicographic order.
+
+    In sorted order ``lcp(p, q) = min(neighbour[p..q-1])`` for ``p < q``; ``lengths`` ``[G, K]`` is the diagonal.
+    """
+    G, K = lengths.shape
+    big = torch.iinfo(torch.long).max
+    m = torch.arange(K - 1, device=lengths.device)
+    p = torch.arange(K, device=lengths.device)
+    spans = torch.where(m[None, :] >= p[:, None], neighbour[:, None, :], big)  # [G, K(p), K-1(m)]
+    upper = torch.cummin(spans, dim=2).values  # min(neighbour[p..m])
+    lcp = torch.full((G, K, K), big, dtype=torch.long, device=lengths.device)
+    lcp[:, :, 1:] = upper  # lcp(p, q) for q = m + 1 > p
+    lcp = torch.minimum(lcp, lcp.transpose(1, 2))
+    eye = torch.eye(K, dtype=torch.bool, device=lengths.device)
+    return torch.where(eye, lengths[:, :, None].expand(G, K, K), lcp)
 
 
 def process_blocks(ids: Tensor, mask: Tensor, group: Tensor) -> ProcessBlocks:
@@ -151,45 +216,82 @@ def process_blocks(ids: Tensor, mask: Tensor, group: Tensor) -> ProcessBlocks:
     B, T = ids.shape
     device = ids.device
     group_index, num_groups = _dense_rank(group)
-    if B == 0:
-        empty = torch.zeros(0, T, dtype=torch.long, device=device)
+    lengths = mask.sum(1)
+    if B == 0 or T == 0:  # nothing to share
+        zeros = torch.zeros(B, T, dtype=torch.long, device=device)
+        empty = torch.full((num_groups, 0), -1, dtype=torch.long, device=device)
         return ProcessBlocks(
-            group_index.new_zeros(0), empty, empty, mask, empty, group_index.new_zeros(0), group_index, 0
+            empty, empty[:, :, None], mask, zeros, torch.ones_like(lengths), group_index, num_groups
         )
 
-    row_rank = _row_ranks(ids, mask)
-    num_rows = int(row_rank.max()) + 1
-    order = torch.argsort(group_index * num_rows + row_rank, stable=True)
+    pad = min(int(ids.min()), 0) - 1  # padding sorts before every real token
+    tok = torch.where(mask, ids, torch.full_like(ids, pad))
 
-    ids_s, mask_s = ids[order], mask[order]
-    same_group = group_index[order][1:] == group_index[order][:-1]  # [B-1]
-    # lcp[p] = common prefix length of sorted rows p and p+1 (real tokens only; 0 across groups)
-    differ = (ids_s[1:] != ids_s[:-1]) | ~mask_s[1:] | ~mask_s[:-1]  # [B-1, T]
-    first_diff = torch.where(differ.any(1), differ.to(torch.uint8).argmax(1), torch.full_like(same_group, T, dtype=torch.long))
-    lcp = torch.where(same_group, first_diff, torch.zeros_like(first_diff))
+    # group slots [G, K]: rows of each group, by dense group index
+    by_group = torch.argsort(group_index, stable=True)
+    counts = torch.bincount(group_index, minlength=num_groups)
+    K = int(counts.max())
+    offsets = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(B, device=device) - offsets[group_index[by_group]]
+    rows = torch.full((num_groups, K), -1, dtype=torch.long, device=device)
+    rows[group_index[by_group], slot] = by_group
+    valid = rows >= 0
 
-    positions = torch.arange(T, device=device)
-    brk = lcp[:, None] <= positions[None, :]  # [B-1, T]: a block boundary between sorted rows p and p+1 at t
-    idx = torch.arange(B - 1, device=device)[:, None].expand(B - 1, T)
-    # start of the block of sorted row p = 1 + last boundary index < p
-    last_brk = torch.where(brk, idx, torch.full_like(idx, -1))
-    last_brk = torch.cummax(last_brk, dim=0).values if B > 1 else last_brk
-    start = torch.cat([torch.zeros(1, T, dtype=torch.long, device=device), last_brk + 1], dim=0)
-    # end of the block of sorted row p = first boundary index >= p
-    next_brk = torch.where(brk, idx, torch.full_like(idx, B - 1))
-    next_brk = torch.flip(torch.cummin(torch.flip(next_brk, [0]), dim=0).values, [0]) if B > 1 else next_brk
-    end = torch.cat([next_brk, torch.full((1, T), B - 1, dtype=torch.long, device=device)], dim=0)
+    # 1. propose the lexicographic order within each group from hash LCPs: rank = number of smaller rows
+    cand = _pairwise_candidates(_prefix_hashes(tok), tok, lengths, rows)
+    safe = rows.clamp(min=0)
+    at = cand.clamp(max=T - 1)
+    tok_i = torch.where(cand < T, tok[safe[:, :, None], at], pad)
+    tok_j = torch.where(cand < T, tok[safe[:, None, :], at], pad)
+    smaller = (tok_j < tok_i) & valid[:, :, None] & valid[:, None, :]  # [g, i, j]: row j sorts before row i
+    rank = smaller.sum(2).masked_fill(~valid, K)
+    rows = torch.gather(rows, 1, torch.argsort(rank, dim=1, stable=True))
 
-    sizes_sorted = end - start + 1
-    sizes = torch.empty_like(sizes_sorted)
-    sizes[order] = sizes_sorted
-    sizes = sizes.masked_fill(~mask, 0)
+    # 2. check the order exactly and take exact neighbour LCPs (one pass over the tokens)
+    neighbour, ordered = _neighbour_lcp(tok, lengths, rows)
+    verified = ordered
+    if not ordered:  # a hash collision misled the order: fall back to the exact sort
+        rank = _exact_row_ranks(tok)
+        key = torch.where(rows >= 0, rank[rows.clamp(min=0)], torch.iinfo(torch.long).max)
+        rows = torch.gather(rows, 1, torch.argsort(key, dim=1, stable=True))
+        neighbour, ordered = _neighbour_lcp(tok, lengths, rows)
+        assert ordered, "exact sort failed its own check"
 
-    # identical rows (same tokens and same length) are adjacent in sorted order: count runs
-    full_key = group_index * num_rows + row_rank
-    _, inv, counts = torch.unique(full_key, return_inverse=True, return_counts=True)
-    duplicates = counts[inv]
-    return ProcessBlocks(order, start, end, mask, sizes, duplicates, group_index, num_groups)
+    # 3. all pairwise LCPs follow exactly from the sorted neighbours
+    valid = rows >= 0
+    slot_len = torch.where(valid, lengths[rows.clamp(min=0)], 0)
+    lcp = _lcp_from_sorted(neighbour, slot_len).masked_fill(~(valid[:, :, None] & valid[:, None, :]), -1)
+
+    # identical rows: the LCP equals both lengths
+    same = (lcp == slot_len[:, :, None]) & (lcp == slot_len[:, None, :])
+    duplicates = torch.zeros(B, dtype=torch.long, device=device)
+    duplicates[rows[valid]] = same.sum(2)[valid]
+    ones = torch.ones(B, dtype=torch.long, device=device)
+    sizes = _set_sum(rows, lcp, mask, ones)
+    return ProcessBlocks(rows, lcp, mask, sizes, duplicates, group_index, num_groups, verified)
+
+
+def _neighbour_lcp(tok: Tensor, lengths: Tensor, rows: Tensor) -> tuple[Tensor, bool]:
+    """Exact LCPs ``[G, K-1]`` of neighbouring slots, and whether every group is in lexicographic order."""
+    G, K = rows.shape
+    T = tok.shape[1]
+    neighbour = torch.zeros(G, max(K - 1, 0), dtype=torch.long, device=tok.device)
+    if K < 2:
+        return neighbour, True
+    valid = rows >= 0
+    flat = rows[valid]  # every row once, group by group, in slot order
+    tok_s = tok[flat]  # one gather of the tokens
+    differ = tok_s[1:] != tok_s[:-1]
+    any_diff = differ.any(1)
+    first = torch.where(any_diff, differ.to(torch.uint8).argmax(1), T)
+    at = first.clamp(max=T - 1)[:, None]
+    in_order = ~any_diff | (tok_s[:-1].gather(1, at)[:, 0] < tok_s[1:].gather(1, at)[:, 0])
+    lcp = torch.minimum(first, torch.minimum(lengths[flat[:-1]], lengths[flat[1:]]))
+    # pair p of the flat order links slots (g, s) and (g, s+1) when both are in group g
+    pair_valid = valid[:, :-1] & valid[:, 1:]
+    pair_flat = (torch.cumsum(valid.flatten(), 0) - 1).view(G, K)[:, :-1]
+    neighbour[pair_valid] = lcp[pair_flat[pair_valid]]
+    return neighbour, bool(in_order[pair_flat[pair_valid]].all())
 
 
 def process_set_sizes(ids: Tensor, mask: Tensor, group: Tensor) -> Tensor:
@@ -364,7 +466,9 @@ class ProcessTree:
         decode: Any = None,
     ) -> None:
         if group is None:
-            group = torch.zeros(ids.shape[0] if isinstance(ids, Tensor) and ids.dim() == 2 else 0, dtype=torch.long)
+            group = torch.zeros(
+                ids.shape[0] if isinstance(ids, Tensor) and ids.dim() == 2 else 0, dtype=torch.long
+            )
         ids, mask, group = validate_batch(ids, mask, group)
         if group.numel() and bool((group != group[0]).any()):
             raise ValueError("group: ProcessTree is built for one group; got several group ids")
@@ -377,9 +481,16 @@ class ProcessTree:
         self.rewards = rewards
         self.advantages = group_advantages(rewards, torch.zeros(B, dtype=torch.long), scale=scale)
         self.lengths = [int(x) for x in mask.sum(1).cpu()]
-        self.sequences = [row[: n].tolist() for row, n in zip(ids.cpu(), self.lengths)]
-        self.root = ProcessTreeNode(0, 0, [], list(range(B)), self._mean(range(B), self.rewards),
-                                    self._mean(range(B), self.advantages), depth=0)
+        self.sequences = [row[:n].tolist() for row, n in zip(ids.cpu(), self.lengths)]
+        self.root = ProcessTreeNode(
+            0,
+            0,
+            [],
+            list(range(B)),
+            self._mean(range(B), self.rewards),
+            self._mean(range(B), self.advantages),
+            depth=0,
+        )
         self._build(self.root, list(range(B)), 0)
         if decode is not None:
             for node in self.nodes():
@@ -406,8 +517,13 @@ class ProcessTree:
                 # rows outside `members` already differ at `pos`
                 end += 1
             node = ProcessTreeNode(
-                pos, end, self.sequences[members[0]][pos:end], members,
-                self._mean(members, self.rewards), self._mean(members, self.advantages), depth=parent.depth + 1,
+                pos,
+                end,
+                self.sequences[members[0]][pos:end],
+                members,
+                self._mean(members, self.rewards),
+                self._mean(members, self.advantages),
+                depth=parent.depth + 1,
             )
             parent.children.append(node)
             self._build(node, members, end)
