@@ -1,0 +1,105 @@
+"""`lgrpo report` on tiny synthetic runs whose peak accuracies and steps are known."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from lgrpo.cli import main
+
+# eval/accuracy per step; the training lines carry reward and prm/* metrics
+ACC = {
+    ("grpo", 0): {0: 0.10, 5: 0.30, 10: 0.20},  # peak 0.30 at 5
+    ("grpo", 1): {0: 0.10, 5: 0.20, 10: 0.40},  # peak 0.40 at 10
+    ("lambda", 0): {0: 0.10, 5: 0.50, 10: 0.50},  # peak 0.50, first reached at 5
+    ("lambda", 1): {0: 0.20, 5: 0.60, 10: 0.30},  # peak 0.60 at 5
+}
+
+
+def write_run(path: Path, arm: str, seed: int, acc: dict[int, float], with_summary: bool = True) -> Path:
+    path.mkdir(parents=True)
+    lines = []
+    for step in range(11):
+        line = {
+            "step": step,
+            "reward": 0.1 * step + seed,
+            "loss": 0.0,
+            "prm/flat_fraction": 0.5,
+            "prm/path_depth_mean": 1 + step / 10,
+        }
+        lines.append(line)
+        if step in acc:
+            lines.append({"step": step, "eval/accuracy": acc[step]})
+    (path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    weighting = {"grpo": "uniform", "lambda": "lambda"}[arm]
+    (path / "config.yaml").write_text(f"seed: {seed}\nweighting: {weighting}\nlambda_power: 1.0\n")
+    if with_summary:
+        summary = {
+            "accuracy_before": acc[0],
+            "accuracy_after": acc[10],
+            "seconds": 12.0,
+            "weighting": weighting,
+            "lambda_power": 1.0,
+            "seed": seed,
+        }
+        (path / "summary.json").write_text(json.dumps(summary))
+    return path
+
+
+def table_row(report: str, arm: str) -> list[str]:
+    section = report.split("## Peak held-out accuracy")[1]
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == arm:
+            return cells
+    raise AssertionError(f"no row for {arm} in the peak table")
+
+
+def test_compare_dir_two_arms_two_seeds(tmp_path):
+    cmp = tmp_path / "cmp"
+    for (arm, seed), acc in ACC.items():
+        write_run(cmp / f"{arm}-seed{seed}", arm, seed, acc, with_summary=(arm, seed) != ("lambda", 1))
+    (cmp / "comparison.json").write_text("{}")
+    out = tmp_path / "rep"
+    assert main(["report", str(cmp), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+
+    # columns: arm | seeds | peak accuracy | step at peak | mean-curve peak (step) | final | before → after
+    grpo = table_row(report, "GRPO")
+    assert grpo[1] == "2"
+    assert grpo[2] == "0.3500 ± 0.0707"  # mean of 0.30 and 0.40, sample std
+    assert grpo[3] == "7.5 ± 3.5"  # steps 5 and 10
+    assert grpo[4] == "0.3000 (10)"  # mean curve 0.10, 0.25, 0.30
+    assert grpo[5] == "0.3000"  # final values 0.20 and 0.40
+    lam = table_row(report, "λ-GRPO")
+    assert lam[2] == "0.5500 ± 0.0707" and lam[3] == "5.0 ± 0.0" and lam[4] == "0.5500 (5)"
+    assert lam[6] == "0.1000 → 0.5000"  # only seed 0 has a summary.json; seed 1's arm came from config.yaml
+
+    for png in ("curves.png", "prm.png"):
+        data = (out / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+        assert f"]({png})" in report
+    peaks = json.loads((out / "report.json").read_text())["peaks"]
+    assert [p["arm"] for p in peaks] == ["GRPO", "λ-GRPO"]
+    assert peaks[0]["peak_step_mean"] == pytest.approx(7.5)
+
+
+def test_two_run_dirs_and_errors(tmp_path):
+    a = write_run(tmp_path / "a", "grpo", 0, ACC[("grpo", 0)])
+    b = write_run(tmp_path / "b", "lambda", 3, ACC[("lambda", 0)])
+    out = tmp_path / "rep"
+    assert main(["report", str(a), str(b), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert table_row(report, "GRPO")[2:4] == ["0.3000", "5.0"]
+    assert table_row(report, "λ-GRPO")[2:4] == ["0.5000", "5.0"]
+    assert re.search(r"\| λ-GRPO \| 3 \| `.*b` \| 0\.1000 → 0\.5000 \| 12 \|", report)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match=r"empty is not a run directory .*<arm>-seed<S>/"):
+        main(["report", str(a), str(empty), "--out", str(out)])
+    with pytest.raises(SystemExit, match="is not a directory"):
+        main(["report", str(tmp_path / "nope")])

@@ -1,0 +1,187 @@
+"""`lgrpo toy`: the toy tree sweep (short runs only; the full sweep is timed in benchmarks/toy_sweep.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lgrpo.cli import main
+from lgrpo.experiments import toy
+from lgrpo.objectives import group_advantages, lambda_weights, policy_loss
+from lgrpo.tasks.toy_tree import leaf_index
+
+SHORT = ["--n", "1", "--r-neg", "-1.0", "--seeds", "2", "--steps", "12", "--window", "5", "--workers", "1"]
+
+
+def _toy(out, *extra: str) -> dict:
+    assert main(["toy", *SHORT, "--out", str(out), *extra]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def test_short_run_is_deterministic_and_well_formed(tmp_path):
+    a = _toy(tmp_path / "a")
+    b = _toy(tmp_path / "b")
+    assert a.pop("seconds") >= 0 and b.pop("seconds") >= 0
+    assert a == b
+    assert set(a) == {"cells", "config"}
+    (cell,) = a["cells"]
+    assert set(cell) == {"n", "r_neg", "grpo", "lambda", "paper"}
+    assert (cell["n"], cell["r_neg"]) == (1, -1.0)
+    assert cell["paper"] == {"grpo": 0.0, "lambda": 0.7535}
+    for arm in ("grpo", "lambda"):
+        assert set(cell[arm]) == {"mean", "sem", "per_seed"}
+        per_seed = cell[arm]["per_seed"]
+        assert len(per_seed) == 2 and all(0 <= f <= 1 for f in per_seed)
+        # a fraction of 5 steps × 16 completions
+        assert all(abs(f * 80 - round(f * 80)) < 1e-6 for f in per_seed)
+        assert cell[arm]["mean"] == pytest.approx(sum(per_seed) / 2, abs=1e-6)
+    cfg = a["config"]
+    assert cfg["steps"] == 12 and cfg["group_size"] == 16 and cfg["power"] == [0.0, 1.0]
+    assert cfg["loss_type"] == "dapo" and cfg["optimizer"] == "adam" and cfg["mu"] == 1 and cfg["beta"] == 0
+    png = (tmp_path / "a" / "toy.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    curves = json.loads((tmp_path / "a" / "curves.json").read_text())
+    assert len(curves["cells"][0]["arms"]["grpo"]["hits"][0]) == 12
+
+
+def test_extra_power_arm_and_seed_target(tmp_path):
+    res = _toy(tmp_path, "--power", "0", "0.5", "1", "--target", "seed", "--seeds", "1")
+    (cell,) = res["cells"]
+    assert {"grpo", "lambda", "power_0.5"} <= set(cell)
+    assert cell["grpo"]["sem"] is None  # one seed: no standard error
+
+
+def test_arms_use_lambda_weights_and_differ(monkeypatch):
+    powers = []
+
+    def spy(ids, mask, group, power=1.0):
+        powers.append(power)
+        return lambda_weights(ids, mask, group, power)
+
+    monkeypatch.setattr(toy, "lambda_weights", spy)
+    cfg = toy.ToyConfig(n=[1], r_neg=[-1.0], seeds=2, steps=3, window=1)
+    cell = toy.run_cell(cfg, 1, -1.0)
+    assert sorted(set(powers)) == [0.0, 1.0] and len(powers) == 2 * 3
+    g, lam = cell["arms"]["grpo"], cell["arms"]["lambda"]
+    # same seed: same init and random stream, so step 0 agrees; the first update differs only by the weights
+    assert g["target_prob"][0][0] == lam["target_prob"][0][0]
+    assert g["target_prob"][0][1] != lam["target_prob"][0][1]
+
+
+def test_runs_loss_gives_each_run_its_own_gradient():
+    """The batched loss is Σ_r L_r, with L_r the plain dapo loss of run r alone."""
+    torch.manual_seed(0)
+    R, k = 3, 16
+    gens = [torch.Generator().manual_seed(s) for s in range(R)]
+    policy = toy.BatchedPolicy(gens, hidden=8)
+    with torch.no_grad():
+        policy.w3.normal_()  # a non-uniform policy
+    nodes, ids = toy.sample(policy(), torch.rand(R, k, 4))
+    rewards = torch.randn(R * k)
+    group = torch.arange(R).repeat_interleave(k)
+    mask = torch.ones(R * k, 4, dtype=torch.bool)
+    flat = ids.reshape(R * k, 4)
+    adv = group_advantages(rewards, group)
+    w = lambda_weights(flat, mask, group, 1.0)
+    logp = toy.token_logp(policy(), nodes, ids).reshape(R * k, 4)
+    grads = torch.autograd.grad(toy.runs_loss(logp, adv, mask, w, k), policy.w1)[0]
+    for r in range(R):
+        rows = slice(r * k, (r + 1) * k)
+        logp = toy.token_logp(policy(), nodes, ids).reshape(R * k, 4)
+        own = policy_loss(logp[rows], adv[rows], mask[rows], weights=w[rows], loss_type="dapo")
+        g = torch.autograd.grad(own, policy.w1)[0]
+        assert torch.allclose(grads[r], g[r], atol=1e-6)
+        assert g[[i for i in range(R) if i != r]].abs().max() == 0
+
+
+def test_sampling_follows_the_policy():
+    gens = [torch.Generator().manual_seed(1)]
+    policy = toy.BatchedPolicy(gens, hidden=8)
+    with torch.no_grad():
+        policy.w3.normal_(std=2.0)
+    logp_all = policy()
+    _, ids = toy.sample(logp_all, torch.rand(1, 40000, 4, generator=torch.Generator().manual_seed(2)))
+    leaves = leaf_index(ids)[0]
+    freq = torch.bincount(leaves, minlength=16).double() / leaves.numel()
+    # exact leaf probabilities: product of the conditionals along each leaf's path
+    exact = torch.tensor([toy.token_logp(logp_all, *_path(leaf)).sum().exp().item() for leaf in range(16)])
+    assert exact.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert torch.allclose(freq, exact.double(), atol=0.01)
+
+
+def _path(leaf: int) -> tuple[torch.Tensor, torch.Tensor]:
+    bits = [(leaf >> (3 - t)) & 1 for t in range(4)]
+    nodes = [0]
+    for b in bits[:-1]:
+        nodes.append(2 * nodes[-1] + 1 + b)
+    return torch.tensor(nodes).view(1, 1, 4), torch.tensor(bits).view(1, 1, 4)
+
+
+def test_prefix_features_distinct():
+    x = toy.prefix_features()
+    assert x.shape == (15, 10)
+    assert len({tuple(r.tolist()) for r in x}) == 15
+    assert x[:, :4].sum(1).tolist() == [1.0] * 15  # exactly one position
+
+
+def test_workers_and_resume(tmp_path, monkeypatch):
+    two = ["--r-neg", "-1.0", "-0.5"]
+    serial = _toy(tmp_path / "serial", *two)
+    parallel = _toy(tmp_path / "parallel", *two, "--workers", "2")
+    assert serial["cells"] == parallel["cells"]  # results do not depend on how cells are spread
+
+    calls = []
+    real = toy.run_cell
+    monkeypatch.setattr(
+        toy, "run_cell", lambda cfg, n, r, progress=None: calls.append(r) or real(cfg, n, r, progress)
+    )
+    out = tmp_path / "resume"
+    _toy(out)  # --r-neg -1.0 only
+    resumed = _toy(out, *two, "--resume")
+    assert calls == [-1.0, -0.5]  # the finished cell was not run again
+    assert resumed["cells"] == serial["cells"]
+    with pytest.raises(SystemExit, match="--resume"):
+        _toy(out, "--resume", "--steps", "13")
+
+
+@pytest.mark.parametrize(
+    ("flags", "name"),
+    [
+        (["--n", "4"], "--n"),
+        (["--n", "0"], "--n"),
+        (["--group-size", "1"], "--group-size"),
+        (["--r-neg", "0"], "--r-neg"),
+        (["--r-neg", "-1", "0.5"], "--r-neg"),
+        (["--r-neg", "-1", "-1"], "--r-neg"),
+        (["--n", "1", "1"], "--n"),
+        (["--steps", "0"], "--steps"),
+        (["--seeds", "0"], "--seeds"),
+        (["--power", "-1"], "--power"),
+        (["--target", "LRX"], "--target"),
+        (["--workers", "0"], "--workers"),
+        (["--lr", "0"], "--lr"),
+    ],
+)
+def test_bad_flags(tmp_path, flags, name):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=f"error: {name}:"):
+        main(["toy", *SHORT, "--out", str(out), *flags])
+    assert not out.exists()  # rejected before any work
+
+
+def test_seed_results_do_not_depend_on_the_batch():
+    """A run's numbers depend on its seed only, not on how many seeds or arms share its process."""
+    small = toy.run_cell(toy.ToyConfig(seeds=1, first_seed=3, power=[1.0], steps=30), 2, -0.5)
+    big = toy.run_cell(toy.ToyConfig(seeds=3, first_seed=2, power=[0.0, 0.5, 1.0], steps=30), 2, -0.5)
+    assert small["arms"]["lambda"]["hits"][0] == big["arms"]["lambda"]["hits"][1]
+    assert small["arms"]["lambda"]["target_prob"][0] == big["arms"]["lambda"]["target_prob"][1]
+
+
+def test_beta_and_mu_flags_change_the_update():
+    base = toy.run_cell(toy.ToyConfig(seeds=1, steps=4), 1, -1.0)
+    for cfg in (toy.ToyConfig(seeds=1, steps=4, beta=0.5), toy.ToyConfig(seeds=1, steps=4, mu=3)):
+        other = toy.run_cell(cfg, 1, -1.0)
+        assert other["arms"]["lambda"]["target_prob"][0][0] == base["arms"]["lambda"]["target_prob"][0][0]
+        assert other["arms"]["lambda"]["target_prob"][0][1:] != base["arms"]["lambda"]["target_prob"][0][1:]
