@@ -1,0 +1,102 @@
+"""``lgrpo eval``: accuracy of a model (or of saved generations) on the paper's math benchmarks.
+
+    lgrpo eval --model PATH_OR_ID --benchmarks aime24,math500,amc23,minerva,olympiadbench --data-dir data/ --out DIR
+    lgrpo eval --predictions generations.jsonl --out DIR
+
+Writes ``DIR/predictions.jsonl`` as items are scored, then ``DIR/results.json`` and ``DIR/results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from tqdm import tqdm
+
+from lgrpo.evaluation.registry import BENCHMARKS, load_benchmark, resolve
+from lgrpo.evaluation.scoring import Scorer, read_predictions, results_markdown
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="local model directory or Hugging Face id to generate with")
+    src.add_argument(
+        "--predictions",
+        metavar="FILE",
+        help="score existing generations instead (JSONL: id, answer, completion, optional benchmark); no model",
+    )
+    parser.add_argument(
+        "--benchmarks",
+        default=",".join(BENCHMARKS),
+        help=f"comma-separated, from: {', '.join(BENCHMARKS)} (default: all)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        help="folder of local <name>.jsonl files (problem, answer) used before the Hugging Face Hub",
+    )
+    parser.add_argument("--limit", type=int, help="only the first N problems of each benchmark")
+    parser.add_argument(
+        "--backend", choices=("hf", "vllm"), default="hf", help="generation backend (default hf)"
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=1200, help="generation budget per problem (1200)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="prompts per generate call, hf backend (8)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds allowed to verify one answer (5)")
+    parser.add_argument("--out", default="eval-results", help="output folder (default eval-results)")
+
+
+def _check(args: argparse.Namespace) -> None:
+    for name in ("limit", "max_new_tokens", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.timeout <= 0:
+        raise SystemExit(f"--timeout must be positive, got {args.timeout}")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    start = time.time()
+    if args.predictions:
+        try:
+            items = read_predictions(args.predictions)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(str(exc)) from exc
+        if args.limit:
+            items = items[: args.limit]
+        scorer = Scorer(args.out, timeout=args.timeout)
+        for item in tqdm(items, desc="scoring", unit="item"):
+            scorer.add(item["id"], item["benchmark"], item["answer"], item["completion"])
+        model = None
+    else:
+        try:
+            benches = resolve(args.benchmarks)
+            # every benchmark is loaded before the model, so a missing file fails in seconds, not after hours
+            data = {b.name: load_benchmark(b, args.data_dir, args.limit) for b in benches}
+        except (OSError, ValueError) as exc:
+            raise SystemExit(str(exc)) from exc
+        from lgrpo.evaluation.generate import make_generator
+
+        generator = make_generator(args.backend, args.model, args.max_new_tokens, args.batch_size)
+        scorer = Scorer(args.out, timeout=args.timeout)
+        total = sum(len(rows) for rows in data.values())
+        with tqdm(total=total, desc="evaluating", unit="problem") as bar:
+            for name, rows in data.items():
+                done = 0
+                for completions in generator.generate([r["problem"] for r in rows]):
+                    for row, completion in zip(rows[done : done + len(completions)], completions):
+                        scorer.add(row["id"], name, row["answer"], completion)
+                    done += len(completions)
+                    bar.update(len(completions))
+                scorer.write_results(args.model)  # partial results survive an interruption
+        model = args.model
+    scorer.close()
+    results = scorer.write_results(model)
+    print(results_markdown(results))
+    print(
+        f"wrote {os.path.join(args.out, 'results.json')}, results.md and predictions.jsonl "
+        f"in {time.time() - start:.1f}s"
+    )
+    return 0

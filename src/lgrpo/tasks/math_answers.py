@@ -1,0 +1,358 @@
+"""Math answers: the ``\\boxed{}`` answer of a completion, checked against a gold answer with math-verify.
+
+This is the one implementation of answer checking in lgrpo: the training reward (:class:`MathReward`), the
+stopping rule used during generation (:class:`BoxedStoppingCriteria`, :func:`truncate_after_boxed`) and
+``lgrpo eval`` all use it.
+
+Why a worker process: math-verify bounds its own time with ``signal.alarm``, which only works in the main thread
+and cannot interrupt a long computation inside C code (sympy evaluating ``9^{9^{9^9}}`` as an integer is one
+such computation). :func:`verify` therefore sends the work to a long-lived helper process (``python -m
+lgrpo.tasks.math_answers --worker``) over a pipe and kills and restarts it when an answer takes longer than the
+time limit (its memory is capped too). The round trip costs well under a millisecond, works from any thread, and
+nothing the answer contains can hang or crash the caller.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+SYSTEM_PROMPT = "Let's think step by step and output the final answer within \\boxed{}."
+
+_BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def _first_box_span(text: str) -> tuple[int, int, int] | None:
+    """(start of ``\\boxed``, start of its content, index of its closing brace) of the first closed box."""
+    for match in _BOXED_RE.finditer(text):
+        depth = 1
+        for i in range(match.end(), len(text)):
+            c = text[i]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    return match.start(), match.end(), i
+        return None  # the first box is still open: later boxes are nested in it or come after it
+    return None
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the first complete ``\\boxed{...}`` (braces balanced), or None when there is none."""
+    span = _first_box_span(text)
+    return None if span is None else text[span[1] : span[2]].strip()
+
+
+def boxed_closed(text: str) -> bool:
+    """Whether ``text`` contains a ``\\boxed{...}`` whose braces have closed."""
+    return _first_box_span(text) is not None
+
+
+def truncate_after_boxed(text: str) -> str:
+    """``text`` up to and including the closing brace of its first box; unchanged when no box has closed."""
+    span = _first_box_span(text)
+    return text if span is None else text[: span[2] + 1]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The verification worker
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _as_latex(answer: str) -> str:
+    """Wrap a bare answer so that math-verify's LaTeX extractor reads it whole."""
+    # `\$` is a currency sign, not math mode: "\$12" means 12 (math-verify would otherwise find no answer)
+    answer = answer.replace("\\$", "").strip()
+    if _BOXED_RE.search(answer) or "$" in answer:
+        return answer
+    return "\\boxed{" + answer + "}"
+
+
+def _verify_in_process(pred: str, gold: str) -> bool:
+    """math-verify on two answer strings, with no time limit (the caller bounds it)."""
+    from math_verify import parse
+    from math_verify import verify as mv_verify
+
+    gold_parsed = parse(_as_latex(gold), parsing_timeout=None)  # type: ignore[arg-type]
+    pred_parsed = parse(_as_latex(pred), parsing_timeout=None)  # type: ignore[arg-type]
+    if not gold_parsed or not pred_parsed:
+        return False
+    return bool(mv_verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+# Memory the worker may use: an answer such as 10^{10^{10}} would otherwise grow an integer by gigabytes before
+# the time-out; past the limit it fails with MemoryError and scores 0 instead.
+_WORKER_MEMORY_BYTES = 4 * 2**30
+
+
+def _limit_worker() -> None:
+    """Cap the worker's memory, and (Linux) have the kernel kill it when its parent dies mid-computation."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (_WORKER_MEMORY_BYTES, _WORKER_MEMORY_BYTES))
+    except (ImportError, ValueError, OSError):
+        pass
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _worker_main() -> None:
+    """Serve ``[pred, gold]`` JSON lines on stdin with ``[ok, error]`` JSON lines on a private copy of stdout."""
+    import logging
+
+    _limit_worker()
+    logging.disable(logging.CRITICAL)  # math-verify warns about its disabled timeout; we bound time ourselves
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the protocol
+    _verify_in_process("1", "1")  # import and warm up math-verify before saying we are ready
+    out.write("ready\n")
+    for line in sys.stdin:
+        try:
+            pred, gold = json.loads(line)
+            reply: list[Any] = [_verify_in_process(pred, gold), None]
+        except Exception as exc:  # any failure is an unverified answer, reported to the parent
+            reply = [False, f"error: {type(exc).__name__}"]
+        out.write(json.dumps(reply) + "\n")
+
+
+# Starting Python and importing math-verify and sympy takes about a second, far more on a loaded machine; this
+# is not counted in a request's time limit.
+_STARTUP_TIMEOUT_S = 60.0
+_SRC_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class _Proc:
+    """One worker process and the unread bytes of its replies."""
+
+    def __init__(self) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "lgrpo.tasks.math_answers", "--worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([_SRC_DIR, os.environ.get("PYTHONPATH", "")])},
+        )
+        self.pid = os.getpid()  # the process that owns the pipes
+        self.ready = False
+        self.buffer = b""
+
+    def alive(self) -> bool:
+        return self.pid == os.getpid() and self.popen.poll() is None
+
+    def kill(self) -> None:
+        if self.pid == os.getpid():
+            self.popen.kill()
+            self.popen.wait()
+
+    def readline(self, timeout: float) -> bytes | None:
+        """One line from the worker, or None when none comes in time or the worker has exited."""
+        assert self.popen.stdout is not None
+        deadline = time.monotonic() + timeout
+        fd = self.popen.stdout.fileno()
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
+
+
+class _Worker:
+    """The verification worker, used by one thread at a time.
+
+    After a timeout the busy process is killed and a spare, started in the background after the first timeout,
+    takes over at once, so a run of pathological answers costs about ``timeout`` each and no start-up time.
+    """
+
+    def __init__(self) -> None:
+        self.proc: _Proc | None = None
+        self.spare: _Proc | None = None
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        for proc in (self.proc, self.spare):
+            if proc is not None:
+                proc.kill()
+        self.proc = self.spare = None
+
+    def _replace(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()  # killing the process is the only way to stop C code that is still computing
+        spare_ok = self.spare is not None and self.spare.alive()
+        self.proc = self.spare if spare_ok else _Proc()
+        self.spare = _Proc()
+
+    def request(self, pred: str, gold: str, timeout: float) -> tuple[bool, str | None]:
+        with self.lock:
+            if self.proc is None or not self.proc.alive():
+                # first use, a forked child (the parent's pipes are not ours), or a dead worker
+                self.proc, self.spare = _Proc(), None
+            proc = self.proc
+            assert proc.popen.stdin is not None
+            if not proc.ready:
+                if proc.readline(_STARTUP_TIMEOUT_S) != b"ready":
+                    self._replace()
+                    return False, "error: worker did not start"
+                proc.ready = True
+            try:
+                proc.popen.stdin.write((json.dumps([pred, gold]) + "\n").encode())
+                proc.popen.stdin.flush()
+            except OSError:
+                self._replace()
+                return False, "error: worker died"
+            line = proc.readline(timeout)
+            if line is None:
+                died = proc.popen.poll() is not None
+                self._replace()
+                return False, "error: worker died" if died else "timeout"
+            ok, err = json.loads(line)
+            return bool(ok), err
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
+    # The worker needs none of what follows; skipping torch and transformers keeps its start fast.
+    _worker_main()
+    raise SystemExit(0)
+
+import torch  # noqa: E402
+from transformers import StoppingCriteria  # noqa: E402
+
+_WORKER = _Worker()
+atexit.register(_WORKER.close)
+
+
+def verify(completion: str, gold: str, timeout: float = 5.0) -> tuple[float, str | None]:
+    """Score a completion's first ``\\boxed{}`` answer against ``gold``: ``(1.0 or 0.0, error tag or None)``.
+
+    The tag is ``"timeout"`` when math-verify took longer than ``timeout`` seconds (the worker is killed) and
+    starts with ``"error"`` when it failed; both score 0. A completion with no closed box scores 0 with no tag.
+    Never raises; safe to call from any thread.
+    """
+    try:
+        pred = extract_boxed(completion)
+        if pred is None or gold is None or not str(gold).strip():
+            return 0.0, None
+        ok, err = _WORKER.request(pred, str(gold), timeout)
+        return (1.0 if ok else 0.0), err
+    except Exception as exc:  # a reward must never stop a run
+        return 0.0, f"error: {type(exc).__name__}"
+
+
+def _completion_text(completion: Any) -> str:
+    """TRL passes plain strings, or for conversational data a list of messages."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content", ""))
+    return str(completion)
+
+
+class MathReward:
+    """TRL reward function: 1.0 when the completion's boxed answer equals the ``answer`` column, else 0.0.
+
+    Counts verification errors and time-outs; :meth:`metrics` reports them under ``reward/``.
+    """
+
+    __name__ = "math_reward"
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        self.timeout = timeout
+        self.errors = 0
+        self.timeouts = 0
+
+    def __call__(
+        self, prompts: Sequence[Any] | None, completions: Sequence[Any], answer: Sequence[str], **kwargs: Any
+    ) -> list[float]:
+        rewards = []
+        for completion, gold in zip(completions, answer, strict=True):
+            score, err = verify(_completion_text(completion), gold, timeout=self.timeout)
+            if err == "timeout":
+                self.timeouts += 1
+            elif err is not None:
+                self.errors += 1
+            rewards.append(score)
+        return rewards
+
+    def metrics(self) -> dict[str, float]:
+        return {"reward/verify_errors": self.errors, "reward/verify_timeouts": self.timeouts}
+
+
+# token ids whose text contains "}", per tokenizer: decoding a whole vocabulary once per generate call adds up
+_BRACE_IDS: weakref.WeakKeyDictionary[Any, torch.Tensor] = weakref.WeakKeyDictionary()
+
+
+def _closing_token_ids(tokenizer: Any) -> torch.Tensor:
+    ids = _BRACE_IDS.get(tokenizer)
+    if ids is None:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        ids = torch.tensor([i for i, t in enumerate(texts) if "}" in t], dtype=torch.long)
+        _BRACE_IDS[tokenizer] = ids
+    return ids
+
+
+class BoxedStoppingCriteria(StoppingCriteria):
+    """Stop each sequence of a ``generate`` call as soon as its first ``\\boxed{...}`` closes.
+
+    Only the generated part is decoded. ``prompt_lengths`` (an int or one per row) gives where generation starts
+    in ``input_ids``; by default it is taken from the first call of each ``generate`` (``input_ids`` then holds
+    the padded prompt plus one new token). A new ``generate`` call is recognised by ``input_ids`` not having grown
+    by exactly one token; :meth:`reset` makes it explicit. A row is decoded only on steps whose new token contains
+    ``}``, so the cost stays small. Returns a bool tensor of shape (batch,).
+    """
+
+    def __init__(self, tokenizer: Any, prompt_lengths: int | Sequence[int] | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_lengths = prompt_lengths
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous ``generate`` call."""
+        self._start: torch.Tensor | None = None
+        self._done: torch.Tensor | None = None
+        self._last_len = -1
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
+    ) -> torch.BoolTensor:
+        batch, length = input_ids.shape
+        if (
+            self._done is None or length != self._last_len + 1 or len(self._done) != batch
+        ):  # a new generate call
+            if self.prompt_lengths is None:
+                self._start = torch.full((batch,), length - 1, dtype=torch.long)
+            elif isinstance(self.prompt_lengths, int):
+                self._start = torch.full((batch,), self.prompt_lengths, dtype=torch.long)
+            else:
+                self._start = torch.as_tensor(list(self.prompt_lengths), dtype=torch.long)
+            self._done = torch.zeros(batch, dtype=torch.bool)
+        self._last_len = length
+        assert self._start is not None
+        candidates = torch.isin(input_ids[:, -1].cpu(), _closing_token_ids(self.tokenizer)) & ~self._done
+        for row in candidates.nonzero().flatten().tolist():
+            text = self.tokenizer.decode(input_ids[row, int(self._start[row]) :], skip_special_tokens=True)
+            if boxed_closed(text):
+                self._done[row] = True
+        return self._done.clone().to(input_ids.device)  # type: ignore[return-value]

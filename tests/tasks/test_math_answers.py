@@ -1,0 +1,190 @@
+"""Math answers: boxed extraction, verification against known verdicts, time bounds, the reward, stopping."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from lgrpo.models import char_tokenizer, tiny_causal_lm
+from lgrpo.tasks.math_answers import (
+    SYSTEM_PROMPT,
+    BoxedStoppingCriteria,
+    MathReward,
+    boxed_closed,
+    extract_boxed,
+    truncate_after_boxed,
+    verify,
+)
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "answers.jsonl"
+CASES = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line.strip()]
+# Answers whose exact evaluation would take sympy minutes or exhaust memory.
+PATHOLOGICAL = ["9^{9^{9^{9}}}", "(10^{10^{10}})!", "10^{10^{100}}"]
+
+
+def test_system_prompt_is_the_papers():
+    assert SYSTEM_PROMPT == "Let's think step by step and output the final answer within \\boxed{}."
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("so \\boxed{42}.", "42"),
+        ("\\boxed{\\frac{1}{2}} then \\boxed{3}", "\\frac{1}{2}"),
+        ("\\boxed{ {a}{b} }", "{a}{b}"),
+        ("\\boxed {7}", "7"),
+        ("\\fbox{7}", "7"),
+        ("no box here", None),
+        ("\\boxed{unclosed {x}", None),
+        ("\\boxed{}", ""),
+    ],
+)
+def test_extract_boxed(text, expected):
+    assert extract_boxed(text) == expected
+    assert boxed_closed(text) == (expected is not None)
+
+
+def test_truncate_after_boxed():
+    assert truncate_after_boxed("a \\boxed{x^{2}} tail \\boxed{y}") == "a \\boxed{x^{2}}"
+    assert truncate_after_boxed("still going \\boxed{x") == "still going \\boxed{x"
+    assert truncate_after_boxed("") == ""
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="ab{}\\boxed ", max_size=40))
+def test_truncation_keeps_the_answer(text):
+    cut = truncate_after_boxed(text)
+    assert text.startswith(cut)
+    assert extract_boxed(cut) == extract_boxed(text)
+    if boxed_closed(text):
+        assert cut.endswith("}") and boxed_closed(cut)
+
+
+def test_fixture_is_large_and_mixed():
+    assert len(CASES) >= 25
+    assert {c["correct"] for c in CASES} == {True, False}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["kind"] for c in CASES])
+def test_verify_known_verdicts(case):
+    score, err = verify(case["completion"], case["gold"])
+    assert err is None
+    assert score == (1.0 if case["correct"] else 0.0)
+
+
+@pytest.mark.parametrize("answer", PATHOLOGICAL)
+def test_pathological_answers_are_bounded_and_score_zero(answer):
+    verify("\\boxed{1}", "1")  # the worker is up, so only the answer itself is timed
+    t0 = time.monotonic()
+    score, err = verify(f"\\boxed{{{answer}}}", "3", timeout=1.0)
+    elapsed = time.monotonic() - t0
+    assert score == 0.0
+    assert err in (None, "timeout")  # math-verify may also give up on its own
+    assert elapsed < 1.0 + 5.0  # the limit, plus slack for a loaded CPU
+    assert verify("\\boxed{2}", "2") == (1.0, None)  # the worker was restarted after a kill
+
+
+def test_verify_never_raises_on_junk():
+    for completion, gold in [
+        ("\\boxed{" + "{" * 5000 + "}" * 5000 + "}", "1"),
+        ("\\boxed{\\frac{}{}}", "}{"),
+        ("", ""),
+    ]:
+        score, _ = verify(completion, gold, timeout=1.0)
+        assert score == 0.0
+
+
+def test_verify_from_threads():
+    jobs = [(f"\\boxed{{{i}}}", str(i if i % 2 else i + 1)) for i in range(16)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda j: verify(*j), jobs))
+    assert [s for s, _ in results] == [float(i % 2) for i in range(16)]
+
+
+def test_math_reward_scores_and_counts():
+    reward = MathReward(timeout=1.0)
+    assert reward.__name__ == "math_reward"
+    completions = [
+        "\\boxed{4}",
+        [{"role": "assistant", "content": "so \\boxed{\\frac{1}{2}}"}],  # conversational TRL completions
+        "\\boxed{5}",
+        f"\\boxed{{{PATHOLOGICAL[0]}}}",
+    ]
+    scores = reward(prompts=["p"] * 4, completions=completions, answer=["4", "0.5", "6", "7"])
+    assert scores == [1.0, 1.0, 0.0, 0.0]
+    metrics = reward.metrics()
+    assert set(metrics) == {"reward/verify_errors", "reward/verify_timeouts"}
+    assert metrics["reward/verify_timeouts"] == 1 and metrics["reward/verify_errors"] == 0
+
+
+class _Force(LogitsProcessor):
+    """Make row i of a batch generate the token ids of targets[i], then padding."""
+
+    def __init__(self, targets: list[list[int]], prompt_len: int, pad_id: int) -> None:
+        self.targets, self.prompt_len, self.pad_id = targets, prompt_len, pad_id
+
+    def __call__(self, input_ids, scores):
+        step = input_ids.shape[1] - self.prompt_len
+        forced = torch.full_like(scores, -float("inf"))
+        for i, target in enumerate(self.targets):
+            forced[i, target[step] if step < len(target) else self.pad_id] = 0.0
+        return forced
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return char_tokenizer()
+
+
+def test_stopping_criteria_on_tensors(tokenizer):
+    prompt = tokenizer(["P:", "Q:"], return_tensors="pt")["input_ids"]
+    crit = BoxedStoppingCriteria(tokenizer, prompt_lengths=prompt.shape[1])
+    texts = ["x \\boxed{1", "y"]
+    done = []
+    for n in range(1, 4):
+        gen = [t + "}" * (n - 1) for t in texts]  # row 0 closes its box at n = 2; row 1 never has a box
+        ids = [tokenizer(g, add_special_tokens=False)["input_ids"] for g in gen]
+        width = max(map(len, ids))
+        ids = torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in ids])
+        done.append(crit(torch.cat([prompt, ids], dim=1), None).tolist())
+    assert done == [[False, False], [True, False], [True, False]]
+    # the same object in a new generate call (a longer prompt, one new token) starts afresh
+    batch = tokenizer(["a much longer prompt \\boxed{1}", "b"], return_tensors="pt", padding=True)
+    fresh = batch["input_ids"]
+    assert crit.prompt_lengths is not None
+    crit.prompt_lengths = None
+    assert crit(fresh, None).tolist() == [False, False]
+
+
+def test_stopping_criteria_ignores_boxes_in_the_prompt(tokenizer):
+    prompt = tokenizer(["\\boxed{9}"], return_tensors="pt")["input_ids"]
+    new = torch.tensor([tokenizer("}", add_special_tokens=False)["input_ids"]])
+    assert BoxedStoppingCriteria(tokenizer)(torch.cat([prompt, new], dim=1), None).tolist() == [False]
+
+
+def test_stopping_criteria_in_generate(tokenizer):
+    model = tiny_causal_lm(tokenizer, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, seed=0)
+    enc = tokenizer(["Q: 1+1?", "Q: 2"], return_tensors="pt", padding=True)
+    targets = ["ok \\boxed{2} and then more text", "\\boxed{{x}} rest"]
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in targets]
+    prompt_len = enc["input_ids"].shape[1]
+    crit = BoxedStoppingCriteria(tokenizer)
+    out = model.generate(
+        **enc,
+        do_sample=False,
+        max_new_tokens=40,
+        logits_processor=LogitsProcessorList([_Force(ids, prompt_len, tokenizer.pad_token_id)]),
+        stopping_criteria=[crit],
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    texts = tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
+    assert texts == ["ok \\boxed{2}", "\\boxed{{x}}"]
+    assert out.shape[1] - prompt_len == len("ok \\boxed{2}")  # the batch stopped once both boxes closed
