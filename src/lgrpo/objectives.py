@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lgrpo.process import process_set_sizes
+from lgrpo.process import ProcessBlocks, process_set_sizes
 
 __all__ = ["ADVANTAGE_EPS", "LOSS_TYPES", "SCALES", "group_advantages", "lambda_weights", "policy_loss"]
 
@@ -73,15 +73,19 @@ def group_advantages(rewards: Tensor, group: Tensor, scale: str = "group") -> Te
     return torch.where(valid & (n > 1), adv, torch.zeros_like(adv))
 
 
-def lambda_weights(ids: Tensor, mask: Tensor, group: Tensor, power: float = 1.0) -> Tensor:
+def lambda_weights(
+    ids: Tensor, mask: Tensor, group: Tensor, power: float = 1.0, *, blocks: ProcessBlocks | None = None
+) -> Tensor:
     """Per-token weights ``|λ(i,t)|^(−power)``: FloatTensor ``[B, T]``, 0 on padding (METHOD.md §6).
 
-    ``power=0`` gives GRPO's uniform weights, ``power=1`` λ-GRPO's.
+    ``power=0`` gives GRPO's uniform weights, ``power=1`` λ-GRPO's. Pass ``blocks`` (from
+    :func:`lgrpo.process.process_blocks` on the same batch) to reuse process sets already computed, e.g. for
+    :func:`lgrpo.process.tree_stats`.
     """
     power = float(power)
     if not power >= 0:  # also rejects NaN
         raise ValueError(f"power: expected a non-negative number, got {power}")
-    sizes = process_set_sizes(ids, mask, group)
+    sizes = process_set_sizes(ids, mask, group) if blocks is None else blocks.sizes
     real = sizes > 0
     w = sizes.clamp(min=1).to(torch.float32).pow(-power)
     return torch.where(real, w, torch.zeros_like(w))

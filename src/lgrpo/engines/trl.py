@@ -1,0 +1,398 @@
+"""λ-GRPO as a drop-in replacement for TRL's ``GRPOTrainer`` (trl ≥ 1.16).
+
+    from lgrpo.engines.trl import LambdaGRPOConfig, LambdaGRPOTrainer
+
+    trainer = LambdaGRPOTrainer(model=..., reward_funcs=..., args=LambdaGRPOConfig(...), train_dataset=...)
+
+What changes against stock GRPO (METHOD.md §6), and where:
+
+1. ``_generate_and_score_completions``: after TRL has generated, scored and computed advantages for a generation
+   batch, the completion ids of *all* processes are gathered (a prompt's group can straddle processes), the
+   per-token weights ``|λ(i,t)|^(−lambda_power)`` are computed once over whole groups with
+   :func:`lgrpo.objectives.lambda_weights`, and each process keeps its own rows under ``batch["lambda_weights"]``.
+   Being a ``[B, T]`` tensor of the batch dict, they are shuffled and split with the rest, so ``num_iterations > 1``
+   and ``steps_per_generation > 1`` reuse them. The ``prm/*`` tree statistics and the rollout log come from the same
+   gathered batch.
+2. ``_compute_loss``: the per-token loss is :func:`lgrpo.objectives.policy_loss` with those weights (policy and KL
+   term both weighted) and TRL's own denominator for the loss type, so ``weighting="uniform"`` is stock GRPO.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+try:
+    import trl
+    from accelerate.utils import gather_object
+    from trl import GRPOConfig, GRPOTrainer
+    from trl.trainer.utils import nanmax, nanmin
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        f"lgrpo.engines.trl needs trl>=1.16 and accelerate: pip install 'lgrpo[trl]' ({e})"
+    ) from e
+
+from lgrpo.objectives import LOSS_TYPES, lambda_weights, policy_loss
+from lgrpo.process import process_blocks, tree_stats
+
+__all__ = ["WEIGHTINGS", "LambdaGRPOConfig", "LambdaGRPOTrainer"]
+
+if tuple(int(x) for x in trl.__version__.split(".")[:2] if x.isdigit()) < (1, 16):  # pragma: no cover
+    raise ImportError(
+        f"lgrpo.engines.trl needs trl>=1.16, found trl {trl.__version__}: pip install -U 'trl>=1.16'"
+    )
+
+WEIGHTINGS = ("lambda", "uniform")
+ROLLOUT_LOG = "rollouts.jsonl"
+
+
+@dataclass
+class LambdaGRPOConfig(GRPOConfig):
+    """``GRPOConfig`` plus the λ-GRPO options.
+
+    Args:
+        weighting: ``"lambda"`` weights every token's loss by ``|λ(i,t)|^(−lambda_power)``; ``"uniform"`` is GRPO.
+        lambda_power: the exponent α of the weights (1 = the paper's λ-GRPO, 0 = GRPO).
+        log_prm_stats: log ``prm/flat_fraction``, ``prm/path_depth_mean``, ``prm/intermediate_proportion_mean`` and
+            ``prm/process_set_size_mean`` for every generation batch.
+        rollout_log: append one JSON line per completion to ``<output_dir>/rollouts.jsonl`` (docs/rollout_log.md).
+    """
+
+    weighting: str = field(
+        default="lambda",
+        metadata={"help": "Token weighting: 'lambda' (|λ|^-lambda_power, λ-GRPO) or 'uniform' (GRPO)."},
+    )
+    lambda_power: float = field(
+        default=1.0, metadata={"help": "Exponent α of the weights |λ(i,t)|^-α; 1 is λ-GRPO, 0 is GRPO."}
+    )
+    log_prm_stats: bool = field(default=True, metadata={"help": "Log the prm/* process-tree statistics."})
+    rollout_log: bool = field(
+        default=False, metadata={"help": "Write one JSON line per completion to <output_dir>/rollouts.jsonl."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting: expected one of {WEIGHTINGS}, got {self.weighting!r}")
+        try:
+            power = float(self.lambda_power)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"lambda_power: expected a non-negative number, got {self.lambda_power!r}"
+            ) from None
+        if not (power >= 0 and math.isfinite(power)):
+            raise ValueError(
+                f"lambda_power: expected a finite non-negative number, got {self.lambda_power!r}"
+            )
+        self.lambda_power = power
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(
+                f"loss_type: LambdaGRPOTrainer supports {LOSS_TYPES}, got {self.loss_type!r} "
+                "(λ weights are defined for the clipped GRPO-family losses only)"
+            )
+        super().__post_init__()
+
+
+def _unsupported_options(args: GRPOConfig) -> list[str]:
+    """TRL options whose loss this trainer does not reproduce, as ``"name=value (why)"``."""
+    bad = []
+    if args.loss_type not in LOSS_TYPES:
+        bad.append(f"loss_type={args.loss_type!r} (supported: {', '.join(LOSS_TYPES)})")
+    if args.importance_sampling_level != "token":
+        bad.append(f"importance_sampling_level={args.importance_sampling_level!r} (only 'token')")
+    if args.delta is not None:
+        bad.append(f"delta={args.delta} (two-sided clipping is not supported)")
+    if args.entropy_coef != 0.0 or args.use_adaptive_entropy:
+        bad.append("entropy_coef/use_adaptive_entropy (the entropy bonus is not supported)")
+    return bad
+
+
+class LambdaGRPOTrainer(GRPOTrainer):
+    """TRL's ``GRPOTrainer`` with λ-GRPO token weights; same constructor, configured by :class:`LambdaGRPOConfig`.
+
+    A plain ``GRPOConfig`` is accepted too and means ``weighting="lambda"``, ``lambda_power=1``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        cfg = kwargs.get("args", args[2] if len(args) > 2 else None)
+        if cfg is not None:
+            bad = _unsupported_options(cfg)
+            if bad:
+                raise ValueError("LambdaGRPOTrainer does not support: " + "; ".join(bad))
+        super().__init__(*args, **kwargs)
+        bad = _unsupported_options(self.args)  # when args was None, TRL built a default GRPOConfig
+        if bad:
+            raise ValueError("LambdaGRPOTrainer does not support: " + "; ".join(bad))
+        self.weighting = getattr(self.args, "weighting", "lambda")
+        self.lambda_power = float(getattr(self.args, "lambda_power", 1.0))
+        self.log_prm_stats = bool(getattr(self.args, "log_prm_stats", True))
+        self.rollout_log = bool(getattr(self.args, "rollout_log", False))
+        self._last_rewards_per_func: Tensor | None = None
+        self._rollout_step, self._rollout_groups_logged = -1, 0
+
+    # ----------------------------------------------------------------------------------------------------------
+    # generation batch: weights, tree statistics, rollout log
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # TRL returns the rewards of all processes ([N, num_funcs]) but keeps only the advantages; keep a copy for
+        # the rollout log.
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._last_rewards_per_func = rewards_per_func
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        need_weights = self.weighting == "lambda" and self.lambda_power != 0.0
+        need_log = self.rollout_log and mode == "train"
+        if not (need_weights or self.log_prm_stats or need_log):
+            return batch
+
+        ids = batch["completion_ids"]
+        mask = self._sampled_mask(ids, batch["completion_mask"])
+        local_rows, local_len = ids.shape
+        all_ids, all_mask, group = self._gather_group_batch(ids, mask, mode)
+        blocks = process_blocks(all_ids, all_mask, group)  # process sets of whole groups, computed once
+        if need_weights:
+            w = lambda_weights(all_ids, all_mask, group, self.lambda_power, blocks=blocks)  # [N, T_max]
+            rank = self.accelerator.process_index
+            batch["lambda_weights"] = w[rank * local_rows : (rank + 1) * local_rows, :local_len]
+        if self.log_prm_stats:
+            for name, value in tree_stats(all_ids, all_mask, group, blocks=blocks).summary().items():
+                self._metrics[mode][name].append(value)
+        if need_log:
+            self._write_rollouts(inputs, batch, all_ids, all_mask, group)
+        return batch
+
+    def _sampled_mask(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """``[B, T]`` mask of the tokens that were sampled, for counting process sets and logging.
+
+        With ``mask_truncated_completions`` TRL zeroes the loss mask of truncated completions, but they were sampled
+        and still share prefixes with their group (METHOD.md §2: a completion is a member up to its last token), so
+        their tokens are restored here: everything before the trailing padding. Their loss stays masked.
+        """
+        if not self.mask_truncated_completions:
+            return mask
+        real = (ids != self._tokenizer.pad_token_id).long()
+        length = ids.shape[1] - real.flip(1).cumsum(1).eq(0).sum(1)  # position after the last non-pad token
+        full = torch.arange(ids.shape[1], device=ids.device)[None, :] < length[:, None]
+        dropped = (mask.sum(1) == 0)[:, None]
+        return torch.where(dropped, full.to(mask.dtype), mask)
+
+    def _gather_group_batch(self, ids: Tensor, mask: Tensor, mode: str) -> tuple[Tensor, Tensor, Tensor]:
+        """The whole generation batch across processes: ids ``[N, T_max]``, mask ``[N, T_max]``, group ``[N]``.
+
+        TRL's sampler puts the ``num_generations`` copies of a prompt at consecutive *global* positions (process 0's
+        rows, then process 1's, ...), so the group of global row ``g`` is ``g // num_generations``.
+        """
+        acc = self.accelerator
+        if acc.num_processes > 1:
+            ids = acc.gather(acc.pad_across_processes(ids, dim=1, pad_index=0))
+            mask = acc.gather(acc.pad_across_processes(mask, dim=1, pad_index=0))
+        k = self.num_generations if mode == "train" else self.num_generations_eval
+        group = torch.arange(ids.shape[0], device=ids.device) // k
+        return ids, mask, group
+
+    def _write_rollouts(
+        self, inputs: list[dict[str, Any]], batch: dict[str, Any], ids: Tensor, mask: Tensor, group: Tensor
+    ) -> None:
+        """Append one line per completion of the generation batch to ``rollouts.jsonl`` (main process only)."""
+        prompts = gather_object([_prompt_text(x["prompt"]) for x in inputs])
+        advantages = self.accelerator.gather(batch["advantages"].float().reshape(len(inputs), -1)[:, 0])
+        rpf = self._last_rewards_per_func
+        if rpf is None or rpf.shape[0] != ids.shape[0]:  # a custom path that bypassed _calculate_rewards
+            rewards = torch.full((ids.shape[0],), float("nan"))
+        else:
+            weights = self.reward_weights.to(rpf.device)
+            rewards = (rpf * weights).nansum(dim=1).masked_fill(torch.isnan(rpf).all(dim=1), float("nan"))
+        if not self.accelerator.is_main_process:
+            return
+        lengths = mask.sum(1).tolist()
+        rows = [r[:n] for r, n in zip(ids.tolist(), lengths)]
+        texts = self.processing_class.batch_decode(rows, skip_special_tokens=True)
+        step = int(self.state.global_step) + 1  # the optimizer step this batch is first trained on
+        # with steps_per_generation < gradient_accumulation_steps one optimizer step sees several generation
+        # batches: offset their group ids so that a group stays unique within its step
+        offset = self._rollout_groups_logged if step == self._rollout_step else 0
+        self._rollout_step, self._rollout_groups_logged = step, offset + int(group.max()) + 1
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        columns = zip((group + offset).tolist(), prompts, texts, rows, rewards.tolist(), advantages.tolist())
+        with open(os.path.join(self.args.output_dir, ROLLOUT_LOG), "a", encoding="utf-8") as f:
+            for g, prompt, text, row, reward, advantage in columns:
+                line = {
+                    "step": step,
+                    "group": g,
+                    "prompt": prompt,
+                    "completion": text,
+                    "completion_ids": row,
+                    "reward": None if math.isnan(reward) else reward,
+                    "advantage": advantage,
+                }
+                f.write(json.dumps(line) + "\n")
+
+    # ----------------------------------------------------------------------------------------------------------
+    # loss
+
+    def _compute_loss(self, model, inputs):
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+        mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]
+        mm_keys = (
+            "pixel_values",
+            "image_grid_thw",
+            "num_images",
+            "pixel_attention_mask",
+            "spatial_shapes",
+            "num_tiles",
+            "image_sizes",
+            "token_type_ids",
+            "mm_token_type_ids",
+            "image_position_ids",
+        )
+        logp, entropies, aux_loss = self._get_per_token_logps_and_entropies(
+            model,
+            input_ids,
+            attention_mask,
+            completion_ids.size(1),
+            compute_entropy=True,
+            compute_aux_loss=self.aux_loss_enabled,
+            **{k: inputs.get(k) for k in mm_keys},
+        )
+        old_logp = inputs.get("old_per_token_logps")
+        old_logp = logp.detach() if old_logp is None else old_logp
+
+        advantages = inputs["advantages"]
+        advantages = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
+        # TRL's 0/1 token masks and the vLLM importance-sampling ratio multiply the policy term only (not the KL
+        # term). Each is >= 0, so min(P·A·c, clip(P)·A·c) = c·min(P·A, clip(P)·A): folding them into the
+        # advantages reproduces TRL exactly while policy_loss stays the single place the loss is written.
+        scales = []
+        if self.top_entropy_quantile < 1.0:
+            scales.append(self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile))
+        if self.off_policy_mask_threshold is not None:
+            scales.append(
+                self.get_off_policy_mask(
+                    advantages=advantages,
+                    per_token_logps=logp,
+                    sampling_per_token_logps=inputs.get("sampling_per_token_logps", old_logp),
+                    mask=mask,
+                    off_policy_threshold=self.off_policy_mask_threshold,
+                )
+            )
+        if self.use_vllm and self.vllm_importance_sampling_correction:
+            scales.append(inputs["importance_sampling_ratio"])
+        policy_adv = advantages
+        for s in scales:
+            policy_adv = policy_adv * s
+        if policy_adv.shape[1] == 1:
+            policy_adv = policy_adv[:, 0]  # [B]: one advantage per completion
+        else:
+            policy_adv = policy_adv.expand_as(logp)
+
+        mode = "train" if self.model.training else "eval"
+        accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        normalizer = None
+        if self.loss_type == "dapo":
+            # TRL: num_items_in_batch counts the whole generation batch of all processes; rescale it to one
+            # process's accumulation window.
+            normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
+            if mode == "train":
+                normalizer = (
+                    normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+                )
+        ref_logp = inputs.get("ref_per_token_logps") if self.beta != 0.0 else None
+        weights = inputs.get("lambda_weights")
+        common = dict(
+            old_logp=old_logp,
+            loss_type=self.loss_type,
+            epsilon_low=self.epsilon_low,
+            epsilon_high=self.epsilon_high,
+            max_completion_length=self.max_completion_length,
+            normalizer=normalizer,
+        )
+        if ref_logp is not None and self.args.use_bias_correction_kl:
+            # TRL multiplies the KL term (only) by the differentiable ratio P = exp(logp − old_logp). Every
+            # aggregation is linear in the per-token loss, so the loss is the policy term plus a second
+            # policy_loss call whose advantages are 0 (policy term vanishes) and whose weights carry P.
+            ratio = torch.exp(logp - old_logp)
+            kl_weights = ratio if weights is None else ratio * weights
+            loss = policy_loss(logp, policy_adv, mask, weights=weights, beta=0.0, **common) + policy_loss(
+                logp,
+                torch.zeros_like(logp),
+                mask,
+                ref_logp=ref_logp,
+                weights=kl_weights,
+                beta=self.beta,
+                **common,
+            )
+        else:
+            loss = policy_loss(
+                logp, policy_adv, mask, ref_logp=ref_logp, weights=weights, beta=self.beta, **common
+            )
+        if self.loss_type != "dapo":
+            loss = loss / accumulation
+        if self.aux_loss_enabled:
+            loss = loss + self.router_aux_loss_coef * aux_loss / accumulation
+            self._metrics[mode]["aux_loss"].append(
+                self.accelerator.gather_for_metrics(aux_loss).mean().item()
+            )
+        self._log_loss_metrics(mode, logp, old_logp, entropies, advantages, mask, inputs)
+        return loss
+
+    @torch.no_grad()
+    def _log_loss_metrics(
+        self,
+        mode: str,
+        logp: Tensor,
+        old_logp: Tensor,
+        entropies: Tensor,
+        advantages: Tensor,
+        mask: Tensor,
+        inputs: dict[str, Any],
+    ) -> None:
+        """TRL's per-micro-batch metrics (``kl``, ``entropy``, ``clip_ratio/*``), under TRL's names."""
+        mask = mask.float()
+
+        def global_mean(x: Tensor) -> float:
+            totals = self.accelerator.reduce(torch.stack([(x * mask).sum(), mask.sum()]), reduction="sum")
+            return (totals[0] / totals[1].clamp(min=1.0)).item()
+
+        def seq_mean(x: Tensor) -> Tensor:
+            return (x * mask).sum(-1) / mask.sum(-1)
+
+        if self.beta != 0.0:
+            delta = inputs["ref_per_token_logps"] - logp.detach()
+            self._metrics[mode]["kl"].append(global_mean(torch.exp(delta) - delta - 1))  # TRL's k3 metric
+        self._metrics[mode]["entropy"].append(global_mean(entropies))
+        ratio = torch.exp(logp.detach() - old_logp)
+        low = ((ratio < 1 - self.epsilon_low) & (advantages < 0)).float()
+        high = ((ratio > 1 + self.epsilon_high) & (advantages > 0)).float()
+        self._metrics[mode]["clip_ratio/low_mean"].append(global_mean(low))
+        self._metrics[mode]["clip_ratio/high_mean"].append(global_mean(high))
+        self._metrics[mode]["clip_ratio/region_mean"].append(global_mean(torch.maximum(low, high)))
+        self._metrics[mode]["clip_ratio/low_min"].append(
+            nanmin(self.accelerator.gather(seq_mean(low))).item()
+        )
+        self._metrics[mode]["clip_ratio/high_max"].append(
+            nanmax(self.accelerator.gather(seq_mean(high))).item()
+        )
+
+
+def _prompt_text(prompt: Any) -> str:
+    """A prompt as text: itself, or for a conversational prompt the content of its last user message."""
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        users = [m for m in prompt if m.get("role") == "user"] or prompt
+        content = users[-1].get("content", "")
+        if isinstance(content, list):  # multimodal content blocks
+            content = "".join(b.get("text", "") for b in content if isinstance(b, dict))
+        return str(content)
+    return str(prompt)

@@ -1,0 +1,513 @@
+"""Tests of the TRL engine: LambdaGRPOConfig validation, loss equivalences, multi-process weights, end-to-end runs.
+
+Everything is built locally (tiny Qwen2 model, char-level tokenizer, see ``trl_helpers.py``); nothing from the Hub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("trl")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the suite runs with --import-mode=importlib: make trl_helpers importable
+
+from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+from trl_helpers import base_args, build_dataset, build_model, build_tokenizer, reward_digits  # noqa: E402
+
+from lgrpo.engines.trl import LambdaGRPOConfig, LambdaGRPOTrainer  # noqa: E402
+from lgrpo.objectives import LOSS_TYPES, lambda_weights, policy_loss  # noqa: E402
+
+# ----------------------------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tok) -> str:
+    # A saved model: with beta != 0 TRL loads the reference model from the policy's path.
+    d = tmp_path_factory.mktemp("tiny_model")
+    build_model(tok, seed=0).save_pretrained(d)
+    return str(d)
+
+
+def brute_force_weights(
+    ids: torch.Tensor, mask: torch.Tensor, group: torch.Tensor, power: float
+) -> torch.Tensor:
+    """|λ(i,t)|^-power by direct counting (the definition, METHOD.md §2), 0 on padding."""
+    B, T = ids.shape
+    w = torch.zeros(B, T)
+    for i in range(B):
+        for t in range(T):
+            if not mask[i, t]:
+                continue
+            n = sum(
+                int(
+                    group[j] == group[i]
+                    and bool(mask[j, t])
+                    and torch.equal(ids[j, : t + 1], ids[i, : t + 1])
+                )
+                for j in range(B)
+            )
+            w[i, t] = n ** (-power)
+    return w
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, model_dir, tok):
+    """A stock GRPOTrainer and a LambdaGRPOTrainer on identical weights, and one generation batch (β = 0.04, so the
+    batch carries reference log-probs), with perturbed sampling log-probs so the clip is active."""
+    out = str(tmp_path_factory.mktemp("pair"))
+    common = base_args(out, beta=0.04, top_k=2, max_completion_length=10, per_device_train_batch_size=8)
+    stock = GRPOTrainer(
+        model=model_dir,
+        reward_funcs=reward_digits,
+        args=GRPOConfig(**common),
+        train_dataset=build_dataset(),
+        processing_class=tok,
+    )
+    ours = LambdaGRPOTrainer(
+        model=model_dir,
+        reward_funcs=reward_digits,
+        args=LambdaGRPOConfig(**common),
+        train_dataset=build_dataset(),
+        processing_class=tok,
+    )
+    for t in (stock, ours):
+        t.model.train()
+        t.current_gradient_accumulation_steps = 2  # exercise TRL's accumulation scaling
+    torch.manual_seed(0)
+    batch = ours._generate_and_score_completions(next(iter(ours.get_train_dataloader())))
+    with torch.no_grad():
+        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+        att = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+        logp, _, _ = stock._get_per_token_logps_and_entropies(
+            stock.model, ids, att, batch["completion_ids"].size(1)
+        )
+    g = torch.Generator().manual_seed(1)
+    batch["old_per_token_logps"] = logp + 0.3 * torch.randn(logp.shape, generator=g)
+    return stock, ours, batch
+
+
+def loss_and_grads(trainer, batch) -> tuple[float, list[torch.Tensor]]:
+    trainer.model.zero_grad(set_to_none=True)
+    loss = trainer._compute_loss(trainer.model, dict(batch))
+    loss.backward()
+    grads = [p.grad.detach().clone() for p in trainer.model.parameters() if p.grad is not None]
+    return float(loss), grads
+
+
+def set_options(trainer, loss_type: str, beta: float, **attrs) -> None:
+    trainer.loss_type = loss_type
+    trainer.beta = beta
+    for k, v in attrs.items():
+        setattr(trainer, k, v)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# config and init validation
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"weighting": "lamda"}, "weighting"),
+        ({"lambda_power": -1.0}, "lambda_power"),
+        ({"lambda_power": float("nan")}, "lambda_power"),
+        ({"lambda_power": "big"}, "lambda_power"),
+        ({"loss_type": "sapo"}, "loss_type"),
+        ({"loss_type": "cispo"}, "loss_type"),
+    ],
+)
+def test_config_rejects_bad_values(tmp_path, kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        LambdaGRPOConfig(**base_args(str(tmp_path), **kwargs))
+
+
+def test_config_defaults(tmp_path):
+    cfg = LambdaGRPOConfig(**base_args(str(tmp_path)))
+    assert (cfg.weighting, cfg.lambda_power, cfg.log_prm_stats, cfg.rollout_log) == (
+        "lambda",
+        1.0,
+        True,
+        False,
+    )
+    assert isinstance(cfg, GRPOConfig)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"importance_sampling_level": "sequence", "loss_type": "grpo"}, "importance_sampling_level"),
+        ({"delta": 2.0}, "delta"),
+        ({"entropy_coef": 0.01}, "entropy_coef"),
+    ],
+)
+def test_trainer_rejects_unsupported_options(tmp_path, tok, kwargs, name):
+    args = LambdaGRPOConfig(**base_args(str(tmp_path), **kwargs))
+    with pytest.raises(ValueError, match=name):
+        LambdaGRPOTrainer(
+            model=build_model(tok),
+            reward_funcs=reward_digits,
+            args=args,
+            train_dataset=build_dataset(),
+            processing_class=tok,
+        )
+
+
+def test_trainer_rejects_plain_config_with_unsupported_loss(tmp_path, tok):
+    args = GRPOConfig(**base_args(str(tmp_path), loss_type="sapo"))
+    with pytest.raises(ValueError, match="loss_type"):
+        LambdaGRPOTrainer(
+            model=build_model(tok),
+            reward_funcs=reward_digits,
+            args=args,
+            train_dataset=build_dataset(),
+            processing_class=tok,
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# (a) uniform == stock TRL; (b) lambda == policy_loss with λ weights and TRL's denominators
+
+CASES = [(lt, beta) for lt in LOSS_TYPES for beta in (0.0, 0.04)]
+
+
+@pytest.mark.parametrize(("loss_type", "beta"), CASES)
+def test_uniform_matches_stock_grpo_trainer(pair, loss_type, beta):
+    stock, ours, batch = pair
+    uniform = {k: v for k, v in batch.items() if k != "lambda_weights"}  # what weighting="uniform" stores
+    set_options(stock, loss_type, beta)
+    set_options(ours, loss_type, beta)
+    ref_loss, ref_grads = loss_and_grads(stock, uniform)
+    loss, grads = loss_and_grads(ours, uniform)
+    assert loss == pytest.approx(ref_loss, rel=1e-5, abs=1e-7)
+    assert len(grads) == len(ref_grads) > 0
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-7)
+    assert abs(ref_loss) > 1e-6  # the comparison is not vacuous
+
+
+@pytest.mark.parametrize("bias_correction", [True, False])
+def test_uniform_matches_stock_with_token_masks(pair, bias_correction):
+    """TRL's entropy mask and off-policy mask multiply the policy term only; folded into the advantages here."""
+    stock, ours, batch = pair
+    uniform = {k: v for k, v in batch.items() if k != "lambda_weights"}
+    for t in (stock, ours):
+        set_options(t, "grpo", 0.04, top_entropy_quantile=0.5, off_policy_mask_threshold=0.05)
+        t.args.use_bias_correction_kl = bias_correction
+    try:
+        ref_loss, ref_grads = loss_and_grads(stock, uniform)
+        loss, grads = loss_and_grads(ours, uniform)
+    finally:
+        for t in (stock, ours):
+            set_options(t, "grpo", 0.04, top_entropy_quantile=1.0, off_policy_mask_threshold=None)
+            t.args.use_bias_correction_kl = True
+    assert loss == pytest.approx(ref_loss, rel=1e-5, abs=1e-7)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-7)
+
+
+def trl_denominator_factor(trainer, batch, loss_type: str) -> tuple[float | None, float]:
+    """(normalizer for policy_loss, extra divisor), from TRL's documented aggregation for one micro-batch."""
+    ga = trainer.current_gradient_accumulation_steps
+    if loss_type == "dapo":
+        return float(batch["num_items_in_batch"]) * ga / trainer.args.steps_per_generation, 1.0
+    return None, float(ga)
+
+
+@pytest.mark.parametrize(("loss_type", "beta"), CASES)
+def test_lambda_loss_is_policy_loss_with_lambda_weights(pair, loss_type, beta):
+    stock, ours, batch = pair
+    ids, mask = batch["completion_ids"], batch["completion_mask"]
+    group = torch.arange(ids.shape[0]) // ours.num_generations
+    w = brute_force_weights(ids, mask, group, 1.0)
+    torch.testing.assert_close(batch["lambda_weights"], w)
+    assert bool((w[mask.bool()] < 1).any()), "the batch should share prefixes, else λ weights are all 1"
+
+    set_options(ours, loss_type, beta)
+    ours.args.use_bias_correction_kl = False  # TRL's KL-term ratio is not part of policy_loss; tested below
+    try:
+        loss = float(ours._compute_loss(ours.model, dict(batch)))
+    finally:
+        ours.args.use_bias_correction_kl = True
+    with torch.no_grad():
+        full = torch.cat([batch["prompt_ids"], ids], 1)
+        att = torch.cat([batch["prompt_mask"], mask], 1)
+        logp, _, _ = stock._get_per_token_logps_and_entropies(stock.model, full, att, ids.size(1))
+    normalizer, divisor = trl_denominator_factor(ours, batch, loss_type)
+    expected = (
+        policy_loss(
+            logp,
+            batch["advantages"],
+            mask,
+            old_logp=batch["old_per_token_logps"],
+            ref_logp=batch["ref_per_token_logps"] if beta else None,
+            weights=w,
+            loss_type=loss_type,
+            beta=beta,
+            max_completion_length=ours.max_completion_length,
+            normalizer=normalizer,
+        )
+        / divisor
+    )
+    assert loss == pytest.approx(float(expected), rel=1e-5, abs=1e-7)
+    unweighted = (
+        policy_loss(
+            logp,
+            batch["advantages"],
+            mask,
+            old_logp=batch["old_per_token_logps"],
+            ref_logp=batch["ref_per_token_logps"] if beta else None,
+            loss_type=loss_type,
+            beta=beta,
+            max_completion_length=ours.max_completion_length,
+            normalizer=normalizer,
+        )
+        / divisor
+    )
+    assert loss != pytest.approx(float(unweighted), rel=1e-3)  # the weights did change the loss
+
+
+def test_lambda_loss_with_kl_bias_correction(pair):
+    """With TRL's use_bias_correction_kl the KL term is multiplied by the ratio P; the λ weight multiplies both terms:
+    loss = Σ w·(policy + β·P·D) / (token count · accumulation), written out here for bnpo."""
+    stock, ours, batch = pair
+    set_options(ours, "bnpo", 0.04)
+    loss = float(ours._compute_loss(ours.model, dict(batch)))
+    ids, mask = batch["completion_ids"], batch["completion_mask"].float()
+    with torch.no_grad():
+        full = torch.cat([batch["prompt_ids"], ids], 1)
+        att = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+        logp, _, _ = stock._get_per_token_logps_and_entropies(stock.model, full, att, ids.size(1))
+    a = batch["advantages"][:, None]
+    ratio = torch.exp(logp - batch["old_per_token_logps"])
+    pol = -torch.min(ratio * a, ratio.clamp(0.8, 1.2) * a)
+    d = batch["ref_per_token_logps"] - logp
+    kl = torch.exp(d) - d - 1
+    per_token = batch["lambda_weights"] * (pol + 0.04 * ratio * kl)
+    expected = (per_token * mask).sum() / mask.sum() / ours.current_gradient_accumulation_steps
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# (c) two processes whose groups straddle the ranks compute the weights of one process over the whole batch
+
+
+def test_two_process_weights_match_one_process(tmp_path, tok):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+    port = 29500 + os.getpid() % 1000
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           str(HERE / "trl_dist_worker.py"), str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    k = ranks[0]["num_generations"]
+    rows = [r["completion_ids"].shape[0] for r in ranks]
+    assert rows[0] % k != 0, "the test needs a group that straddles the two ranks"
+    assert ranks[0]["prompts"][-1] == ranks[1]["prompts"][0]
+
+    # the 1-process computation over the whole generation batch, in global (rank-major) order
+    T = max(r["completion_ids"].shape[1] for r in ranks)
+    pad = lambda x: torch.nn.functional.pad(x, (0, T - x.shape[1]))  # noqa: E731
+    ids = torch.cat([pad(r["completion_ids"]) for r in ranks])
+    mask = torch.cat([pad(r["completion_mask"]) for r in ranks])
+    group = torch.arange(ids.shape[0]) // k
+    whole = lambda_weights(ids, mask, group, 1.0)
+    torch.testing.assert_close(whole, brute_force_weights(ids, mask, group, 1.0))
+    got = torch.cat([pad(r["lambda_weights"]) for r in ranks])
+    torch.testing.assert_close(got, whole)
+    # counting on each rank alone would have given different weights for the straddling group
+    local = torch.cat(
+        [pad(lambda_weights(r["completion_ids"], r["completion_mask"], group[: rows[0]] if i == 0 else group[rows[0] :]))
+         for i, r in enumerate(ranks)]
+    )  # fmt: skip
+    assert not torch.allclose(local, whole)
+    # both ranks log the same whole-batch tree statistics
+    assert ranks[0]["metrics"] == ranks[1]["metrics"] and "prm/path_depth_mean" in ranks[0]["metrics"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# end to end
+
+
+def test_train_writes_rollouts_and_prm_metrics(tmp_path, tok):
+    args = LambdaGRPOConfig(**base_args(str(tmp_path), rollout_log=True, top_k=3))
+    trainer = LambdaGRPOTrainer(
+        model=build_model(tok),
+        reward_funcs=reward_digits,
+        args=args,
+        train_dataset=build_dataset(),
+        processing_class=tok,
+    )
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 2
+    for h in logs:
+        for name in ("prm/flat_fraction", "prm/path_depth_mean", "prm/intermediate_proportion_mean",
+                     "prm/process_set_size_mean", "reward", "entropy", "clip_ratio/region_mean"):  # fmt: skip
+            assert name in h, name
+        assert h["prm/path_depth_mean"] >= 1 and h["prm/process_set_size_mean"] >= 1
+
+    lines = [json.loads(x) for x in (tmp_path / "rollouts.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 * args.generation_batch_size
+    assert {x["step"] for x in lines} == {1, 2}
+    for x in lines:
+        assert set(x) == {"step", "group", "prompt", "completion", "completion_ids", "reward", "advantage"}
+        assert isinstance(x["completion_ids"], list) and isinstance(x["completion"], str)
+        assert x["completion"] == tok.decode(x["completion_ids"], skip_special_tokens=True)
+        assert x["reward"] == pytest.approx(reward_digits([x["prompt"]], [x["completion"]])[0])
+    for step in (1, 2):
+        rows = [x for x in lines if x["step"] == step]
+        by_group: dict[int, list] = {}
+        for x in rows:
+            by_group.setdefault(x["group"], []).append(x)
+        assert all(len(v) == args.num_generations for v in by_group.values())
+        assert all(len({x["prompt"] for x in v}) == 1 for v in by_group.values())
+        for v in by_group.values():  # advantages are the group-standardised rewards
+            assert abs(sum(x["advantage"] for x in v)) < 1e-4
+
+
+def test_weights_follow_rows_through_buffering(tmp_path, tok):
+    """steps_per_generation and num_iterations > 1: the weights are computed once per generation batch and stay
+    attached to their rows through TRL's shuffle and split."""
+    args = LambdaGRPOConfig(
+        **base_args(str(tmp_path), steps_per_generation=2, num_iterations=2, max_steps=4, top_k=2)
+    )
+    trainer = LambdaGRPOTrainer(
+        model=build_model(tok),
+        reward_funcs=reward_digits,
+        args=args,
+        train_dataset=build_dataset(),
+        processing_class=tok,
+    )
+    generated, seen = [], []
+    gen, loss_fn = trainer._generate_and_score_completions, trainer._compute_loss
+
+    def record_gen(inputs):
+        out = gen(inputs)
+        keys = ("prompt_ids", "completion_ids", "completion_mask", "lambda_weights")
+        generated.append({k: out[k].clone() for k in keys})
+        return out
+
+    def record_loss(model, inputs):
+        ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1)  # a row's identity
+        seen.append((ids, inputs["lambda_weights"].clone()))
+        return loss_fn(model, inputs)
+
+    trainer._generate_and_score_completions, trainer._compute_loss = record_gen, record_loss
+    trainer.train()
+    assert len(generated) == 1 and len(seen) == 4  # one generation batch, used by 4 micro-steps
+    g = generated[0]
+    group = torch.arange(g["completion_ids"].shape[0]) // args.num_generations
+    torch.testing.assert_close(
+        g["lambda_weights"], brute_force_weights(g["completion_ids"], g["completion_mask"], group, 1.0)
+    )
+    full = torch.cat([g["prompt_ids"], g["completion_ids"]], 1)
+    rows = {tuple(i.tolist()): w for i, w in zip(full, g["lambda_weights"])}
+    for ids, w in seen:
+        for i, wi in zip(ids, w):
+            torch.testing.assert_close(wi, rows[tuple(i.tolist())])
+
+
+def test_uniform_stores_no_weights_and_can_skip_stats(tmp_path, tok):
+    args = LambdaGRPOConfig(**base_args(str(tmp_path), weighting="uniform", log_prm_stats=False, max_steps=1))
+    trainer = LambdaGRPOTrainer(
+        model=build_model(tok),
+        reward_funcs=reward_digits,
+        args=args,
+        train_dataset=build_dataset(),
+        processing_class=tok,
+    )
+    trainer.model.train()
+    batch = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+    assert "lambda_weights" not in batch
+    assert not any(k.startswith("prm/") for k in trainer._metrics["train"])
+    assert not (tmp_path / "rollouts.jsonl").exists()
+
+
+def test_truncated_completions_stay_in_process_sets_and_log(tmp_path, tok):
+    """mask_truncated_completions removes truncated rows from the loss, not from their group's process tree."""
+    args = LambdaGRPOConfig(
+        **base_args(
+            str(tmp_path), mask_truncated_completions=True, rollout_log=True, top_k=2, max_completion_length=4
+        )
+    )
+    trainer = LambdaGRPOTrainer(
+        model=build_model(tok),
+        reward_funcs=reward_digits,
+        args=args,
+        train_dataset=build_dataset(),
+        processing_class=tok,
+    )
+    trainer.model.train()
+    torch.manual_seed(0)
+    batch = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+    ids, mask = batch["completion_ids"], batch["completion_mask"]
+    dropped = mask.sum(1) == 0
+    assert bool(dropped.any()), "some completions should be truncated at 4 tokens"
+    sampled = (ids != tok.pad_token_id).long()  # no pad token inside a completion in this vocabulary
+    group = torch.arange(ids.shape[0]) // args.num_generations
+    torch.testing.assert_close(batch["lambda_weights"], brute_force_weights(ids, sampled, group, 1.0))
+    lines = [json.loads(x) for x in (tmp_path / "rollouts.jsonl").read_text().splitlines()]
+    assert [len(x["completion_ids"]) for x in lines] == sampled.sum(1).tolist()
+
+
+def test_evaluate_uses_weights_and_logs_prm_metrics(tmp_path, tok):
+    args = LambdaGRPOConfig(**base_args(str(tmp_path), per_device_eval_batch_size=4, top_k=2))
+    trainer = LambdaGRPOTrainer(
+        model=build_model(tok), reward_funcs=reward_digits, args=args, train_dataset=build_dataset(),
+        eval_dataset=build_dataset(4, seed=1), processing_class=tok,
+    )  # fmt: skip
+    seen = []
+    loss_fn = trainer._compute_loss
+
+    def record_loss(model, inputs):
+        seen.append("lambda_weights" in inputs)
+        return loss_fn(model, inputs)
+
+    trainer._compute_loss = record_loss
+    metrics = trainer.evaluate()
+    assert seen and all(seen)
+    assert "eval_loss" in metrics and "eval_prm/path_depth_mean" in metrics
+
+
+def test_rollout_groups_stay_unique_when_one_step_sees_several_generation_batches(tmp_path, tok):
+    # gradient_accumulation_steps=2 with steps_per_generation=1: two generation batches per optimizer step
+    args = LambdaGRPOConfig(
+        **base_args(
+            str(tmp_path),
+            rollout_log=True,
+            max_steps=1,
+            gradient_accumulation_steps=2,
+            steps_per_generation=1,
+        )
+    )
+    trainer = LambdaGRPOTrainer(
+        model=build_model(tok),
+        reward_funcs=reward_digits,
+        args=args,
+        train_dataset=build_dataset(),
+        processing_class=tok,
+    )
+    trainer.train()
+    lines = [json.loads(x) for x in (tmp_path / "rollouts.jsonl").read_text().splitlines()]
+    assert {x["step"] for x in lines} == {1}
+    assert len(lines) == 2 * args.generation_batch_size
+    by_group: dict[int, list] = {}
+    for x in lines:
+        by_group.setdefault(x["group"], []).append(x)
+    assert len(by_group) == len(lines) // args.num_generations
+    assert all(
+        len(v) == args.num_generations and len({x["prompt"] for x in v}) == 1 for v in by_group.values()
+    )
