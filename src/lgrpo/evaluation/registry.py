@@ -62,7 +62,12 @@ def _answer_text(value: Any) -> str:
     return str(value).strip()
 
 
-def _from_local(bench: Benchmark, path: str) -> list[dict[str, str]]:
+def read_jsonl(path: str, required: tuple[str, ...], label: str = "") -> list[dict[str, Any]]:
+    """The objects of a JSONL file, checking every line for JSON and the ``required`` fields before returning.
+
+    Errors name ``label`` (e.g. the flag that gave the file), the file and the line.
+    """
+    where = f"{label} {path}".strip()
     rows = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -71,22 +76,27 @@ def _from_local(bench: Benchmark, path: str) -> list[dict[str, str]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            missing = [k for k in ("problem", "answer") if k not in obj]
+                raise ValueError(f"{where}:{lineno}: not valid JSON ({exc.msg})") from exc
+            missing = [k for k in required if k not in obj]
             if missing:
                 raise ValueError(
-                    f"{path}:{lineno}: missing field(s) {', '.join(missing)} (need `problem`, `answer`)"
+                    f"{where}:{lineno}: missing field(s) {', '.join(missing)} (need {', '.join(required)})"
                 )
-            rid = str(obj.get("id", len(rows))).removeprefix(
-                f"{bench.name}/"
-            )  # files written from load_benchmark
-            rows.append(
-                {
-                    "id": f"{bench.name}/{rid}",
-                    "problem": str(obj["problem"]),
-                    "answer": _answer_text(obj["answer"]),
-                }
-            )
+            rows.append(obj)
+    return rows
+
+
+def _from_local(bench: Benchmark, path: str) -> list[dict[str, str]]:
+    rows = []
+    for i, obj in enumerate(read_jsonl(path, ("problem", "answer"))):
+        rid = str(obj.get("id", i)).removeprefix(f"{bench.name}/")  # files written from load_benchmark
+        rows.append(
+            {
+                "id": f"{bench.name}/{rid}",
+                "problem": str(obj["problem"]),
+                "answer": _answer_text(obj["answer"]),
+            }
+        )
     return rows
 
 

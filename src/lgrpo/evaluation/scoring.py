@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from lgrpo.evaluation.registry import BENCHMARKS
+from lgrpo.evaluation.registry import BENCHMARKS, read_jsonl
 from lgrpo.tasks.math_answers import verify
 
 
@@ -121,26 +121,15 @@ def read_predictions(path: str) -> list[dict[str, str]]:
     line before any scoring starts."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"--predictions: {path} does not exist")
-    items = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"--predictions {path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            missing = [k for k in ("id", "answer", "completion") if k not in obj]
-            if missing:
-                raise ValueError(f"--predictions {path}:{lineno}: missing field(s) {', '.join(missing)}")
-            items.append(
-                {
-                    "id": str(obj["id"]),
-                    "answer": str(obj["answer"]),
-                    "completion": str(obj["completion"]),
-                    "benchmark": str(obj.get("benchmark") or "predictions"),
-                }
-            )
+    items = [
+        {
+            "id": str(obj["id"]),
+            "answer": str(obj["answer"]),
+            "completion": str(obj["completion"]),
+            "benchmark": str(obj.get("benchmark") or "predictions"),
+        }
+        for obj in read_jsonl(path, ("id", "answer", "completion"), label="--predictions")
+    ]
     if not items:
         raise ValueError(f"--predictions {path} holds no predictions")
     return items
