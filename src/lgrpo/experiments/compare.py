@@ -1,0 +1,163 @@
+"""``lgrpo compare``: GRPO (``weighting=uniform``) and λ-GRPO on the same seeds, from the same warm start.
+
+Writes ``DIR/<arm>-seed<S>/`` (ordinary ``lgrpo train`` run directories), ``DIR/comparison.json`` (per arm:
+accuracy before/after as mean ± standard error over seeds, and per seed) and ``DIR/comparison.png`` (reward and
+held-out accuracy over steps, one colour per arm); both files are rewritten after every finished run. The warm start of
+a seed is computed once, in ``DIR/sft-seed<S>/``, and shared by both arms. Re-running the same command skips finished
+runs and resumes interrupted ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+
+from lgrpo.experiments.config import TrainConfig, load_config
+from lgrpo.models import LoadError
+
+ARMS = {"grpo": "uniform", "lambda": "lambda"}
+COLORS = {"grpo": "tab:blue", "lambda": "tab:orange"}
+
+
+def _stats(values: list[float]) -> dict:
+    n = len(values)
+    mean = sum(values) / n
+    sem = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n) if n > 1 else None
+    return {"mean": mean, "sem": sem}
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    from lgrpo.experiments.train import METRICS, _read_metrics
+
+    return _read_metrics(run_dir / METRICS)
+
+
+def write_comparison(out: Path, seeds: list[int], cfg: TrainConfig) -> dict:
+    """Aggregate the finished runs under ``out`` into ``comparison.json`` and ``comparison.png``."""
+    result: dict = {"seeds": seeds, "steps": cfg.rl.max_steps, "arms": {}}
+    for arm in ARMS:
+        per_seed = {}
+        for s in seeds:
+            path = out / f"{arm}-seed{s}" / "summary.json"
+            if path.exists():
+                per_seed[s] = json.loads(path.read_text())
+        entry: dict = {"weighting": ARMS[arm], "runs": len(per_seed)}
+        for key in ("accuracy_before", "accuracy_after", "reward_last10pct"):
+            vals = {s: v[key] for s, v in per_seed.items() if v.get(key) is not None}
+            if vals:
+                entry[key] = {**_stats(list(vals.values())), "per_seed": {str(s): v for s, v in vals.items()}}
+        result["arms"][arm] = entry
+    (out / "comparison.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(out, seeds)
+    return result
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v - (values[i - window] if i >= window else 0.0)
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def plot(out: Path, seeds: list[int]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_r, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
+    for arm in ARMS:
+        for i, s in enumerate(seeds):
+            lines = _metrics(out / f"{arm}-seed{s}")
+            if not lines:
+                continue
+            label = f"{arm} ({ARMS[arm]})" if i == 0 else None
+            pts = [(line["step"], line["reward"]) for line in lines if "reward" in line]
+            if pts:
+                steps, rewards = zip(*pts)
+                window = max(1, len(rewards) // 20)
+                ax_r.plot(
+                    steps, _smooth(list(rewards), window), color=COLORS[arm], alpha=0.8, lw=1.2, label=label
+                )
+            pts = [(line["step"], line["eval/accuracy"]) for line in lines if "eval/accuracy" in line]
+            if pts:
+                steps, acc = zip(*pts)
+                ax_a.plot(steps, acc, color=COLORS[arm], marker="o", ms=3, alpha=0.8, lw=1.2, label=label)
+    ax_r.set(title="training reward (moving average)", xlabel="step", ylabel="mean reward")
+    ax_a.set(title="held-out greedy accuracy", xlabel="step", ylabel="accuracy")
+    for ax in (ax_r, ax_a):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.suptitle(f"GRPO vs λ-GRPO, seeds {seeds}")
+    fig.tight_layout()
+    fig.savefig(out / "comparison.png", dpi=110)
+    plt.close(fig)
+
+
+def compare(cfg: TrainConfig, out: str | Path, n_seeds: int = 3) -> dict:
+    from lgrpo.experiments.train import CKPT_DIR, train
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = [cfg.seed + i for i in range(n_seeds)]
+    result = write_comparison(out, seeds, cfg) if any(out.glob("*-seed*/summary.json")) else {}
+    for s in seeds:
+        for arm, weighting in ARMS.items():
+            run_dir = out / f"{arm}-seed{s}"
+            if (run_dir / "summary.json").exists():
+                print(f"{run_dir}: done, skipping", file=sys.stderr)
+                continue
+            arm_cfg = dataclasses.replace(cfg, seed=s, rl=dataclasses.replace(cfg.rl, weighting=weighting))
+            print(f"=== {arm} (weighting={weighting}), seed {s} -> {run_dir}", file=sys.stderr)
+            resume = (run_dir / CKPT_DIR).exists() or (run_dir / "metrics.jsonl").exists()
+            summary = train(arm_cfg, run_dir, resume=resume, sft_dir=out / f"sft-seed{s}")
+            print(
+                f"{arm} seed {s}: accuracy {summary['accuracy_before']:.3f} -> {summary['accuracy_after']:.3f}",
+                file=sys.stderr,
+            )
+            result = write_comparison(out, seeds, cfg)
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML run config (default: the embedded CPU default)")
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="number of seeds, starting at the config's seed (3)"
+    )
+    parser.add_argument("--out", default="runs/compare", help="output directory (default: runs/compare)")
+    parser.add_argument("--max-steps", type=int, help="RL optimizer steps (rl.max_steps)")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. rl.beta=0.04"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.seeds < 1:
+        raise SystemExit(f"lgrpo compare: error: --seeds must be at least 1, got {args.seeds}")
+    overrides = list(args.overrides or [])
+    if args.max_steps is not None:
+        overrides.append(f"rl.max_steps={args.max_steps}")
+    try:
+        cfg = load_config(args.config, overrides)
+    except ValueError as e:
+        raise SystemExit(f"lgrpo compare: error: {e}") from None
+    try:
+        result = compare(cfg, args.out, args.seeds)
+    except (ValueError, LoadError) as e:
+        raise SystemExit(f"lgrpo compare: error: {e}") from None
+    for arm, entry in result["arms"].items():
+        b, a = entry.get("accuracy_before", {}), entry.get("accuracy_after", {})
+        sem = a.get("sem")
+        print(
+            f"{arm:>6}: accuracy {b.get('mean', float('nan')):.3f} -> {a.get('mean', float('nan')):.3f}"
+            + (f" ± {sem:.3f}" if sem is not None else "")
+            + f" over {entry['runs']} seed(s)"
+        )
+    print(f"results in {args.out}/comparison.json and comparison.png")
+    return 0

@@ -1,0 +1,599 @@
+"""``lgrpo train``: supervised warm start, then GRPO / λ-GRPO with ``LambdaGRPOTrainer``; resumable.
+
+With no ``--config`` it runs the embedded CPU default (``configs/default.yaml``): a tiny Qwen2 model with a char
+tokenizer, warm-started on worked solutions of 4-term one-digit sums, then λ-GRPO. The run directory holds
+``config.yaml``, ``metrics.jsonl`` (one line per logged step; ``eval/accuracy`` where held-out greedy accuracy was
+measured, step 0 = before RL), ``summary.json``, ``sft/`` (the warm start) and ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lgrpo.experiments.config import TrainConfig, dump_config, load_config, to_dict
+from lgrpo.models import LoadError
+
+# the run directory (docs/training.md)
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+ROLLOUTS = "rollouts.jsonl"
+SFT_DIR = "sft"  # the warm-started model
+SFT_DONE = "sft_done.json"  # written last: marks `sft/` complete
+CKPT_DIR = "checkpoints"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the task: prompts, gold answers, worked solutions, reward
+
+
+@dataclass
+class Task:
+    train_rows: list[dict]  # {"prompt": str | messages, "answer": str}: TRL's dataset
+    eval_prompts: list[str]  # held-out prompts as text (chat template applied)
+    eval_answers: list[str]
+    sft_pairs: list[tuple[str, str]]  # (prompt text, worked solution); empty when the task has none
+    reward: Any  # a TRL reward function
+
+
+def _prompt(problem: str, system_prompt: bool) -> Any:
+    if not system_prompt:
+        return problem
+    from lgrpo.tasks.math_answers import SYSTEM_PROMPT
+
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": problem}]
+
+
+def _prompt_text(prompt: Any, tokenizer) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def build_task(cfg: TrainConfig, tokenizer) -> Task:
+    d = cfg.data
+    if d.task == "arithmetic":
+        from lgrpo.tasks import arithmetic
+
+        train, held = arithmetic.splits(d.train_size, d.eval_size, d.n_terms, d.digits, seed=cfg.seed)
+        rows = [{"prompt": _prompt(p.prompt, d.system_prompt), "answer": p.answer} for p in train]
+        sft = [(_prompt_text(r["prompt"], tokenizer), p.solution) for r, p in zip(rows, train)]
+        eval_prompts = [_prompt_text(_prompt(p.prompt, d.system_prompt), tokenizer) for p in held]
+        eval_answers = [p.answer for p in held]
+        if cfg.rl.reward == "exact":
+            reward = arithmetic.ExactAnswerReward()
+        else:
+            from lgrpo.tasks.math_answers import MathReward
+
+            reward = MathReward()
+    else:
+        from lgrpo.tasks.math_answers import MathReward
+        from lgrpo.tasks.openrs import load_openrs
+
+        train_items, held_items = load_openrs(d.path, d.hub_id, d.eval_size, seed=cfg.seed)
+        rows = [
+            {"prompt": _prompt(r["problem"], d.system_prompt), "answer": r["answer"]} for r in train_items
+        ]
+        eval_prompts = [_prompt_text(_prompt(r["problem"], d.system_prompt), tokenizer) for r in held_items]
+        eval_answers = [r["answer"] for r in held_items]
+        sft, reward = [], MathReward()
+    return Task(rows, eval_prompts, eval_answers, sft, reward)
+
+
+def score(completion: str, answer: str, cfg: TrainConfig) -> float:
+    """Held-out scoring: the same check as the training reward."""
+    if cfg.data.task == "arithmetic" and cfg.rl.reward == "exact":
+        from lgrpo.tasks.arithmetic import exact_answer
+
+        return float(exact_answer(completion) == answer)
+    from lgrpo.tasks.math_answers import verify
+
+    return verify(completion, answer)[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# model
+
+
+def build_model(cfg: TrainConfig):
+    """(model, tokenizer): the tiny model from the config, or a pretrained one (clear error when unreachable)."""
+    from lgrpo import models
+
+    m = cfg.model
+    if m.name_or_path is None:
+        tok = models.char_tokenizer()
+        model = models.tiny_causal_lm(
+            tok, m.arch, m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size, seed=cfg.seed
+        )
+        return model, tok
+    model, tok = models.load_pretrained(m.name_or_path, m.dtype)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return model, tok
+
+
+def set_threads(cfg: TrainConfig) -> int:
+    import torch
+
+    n = cfg.threads or max(1, min(os.cpu_count() or 1, 4))
+    torch.set_num_threads(n)
+    return n
+
+
+def stop_after_boxed(model, tokenizer) -> None:
+    """Make ``model.generate`` stop each sequence when its first ``\\boxed{}`` closes (transformers generation).
+
+    Rows stopped this way are padded by ``generate``; the first padding position becomes EOS so that TRL's
+    completion mask (which ends at the first EOS) excludes the padding.
+    """
+    from transformers import StoppingCriteriaList
+
+    from lgrpo.tasks.math_answers import BoxedStoppingCriteria
+
+    base_generate = model.generate
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+
+    def generate(*args, **kwargs):
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        criteria = StoppingCriteriaList(list(kwargs.pop("stopping_criteria", None) or []))
+        criteria.append(BoxedStoppingCriteria(tokenizer))
+        out = base_generate(*args, stopping_criteria=criteria, **kwargs)
+        if input_ids is not None and pad != eos:
+            completion = out[:, input_ids.shape[1] :]
+            completion[completion == pad] = eos
+        return out
+
+    model.generate = generate
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# held-out evaluation
+
+
+def evaluate(model, tokenizer, task: Task, cfg: TrainConfig) -> float:
+    """Greedy accuracy on the held-out prompts."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    correct = 0.0
+    try:
+        with torch.no_grad():
+            for i in range(0, len(task.eval_prompts), cfg.eval.batch_size):
+                prompts = task.eval_prompts[i : i + cfg.eval.batch_size]
+                enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+                    model.device
+                )
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=cfg.eval.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
+                texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+                answers = task.eval_answers[i : i + cfg.eval.batch_size]
+                correct += sum(score(t, a, cfg) for t, a in zip(texts, answers))
+    finally:
+        model.train(was_training)
+    return correct / len(task.eval_prompts)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# supervised warm start
+
+
+def sft(model, tokenizer, task: Task, cfg: TrainConfig, out: Path) -> None:
+    """Teacher-forced cross-entropy on the worked solutions (loss on solution tokens + EOS only); saves to ``out``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    s = cfg.sft
+    rng = random.Random(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=s.learning_rate, weight_decay=0.0)
+    encoded = [
+        (
+            tokenizer(p, add_special_tokens=False)["input_ids"],
+            tokenizer(sol, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id],
+        )
+        for p, sol in task.sft_pairs
+    ]
+    model.train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        bar = tqdm(range(1, s.steps + 1), desc="sft", unit="step", dynamic_ncols=True)
+        for step in bar:
+            batch = rng.sample(encoded, min(s.batch_size, len(encoded)))
+            length = max(len(p) + len(c) for p, c in batch)
+            ids = torch.full((len(batch), length), tokenizer.pad_token_id)
+            labels = torch.full((len(batch), length), -100)
+            attn = torch.zeros((len(batch), length), dtype=torch.long)
+            for row, (p, c) in enumerate(batch):  # right padding; builds a [B, T] batch once per step
+                n = len(p) + len(c)
+                ids[row, :n] = torch.tensor(p + c)
+                labels[row, len(p) : n] = torch.tensor(c)
+                attn[row, :n] = 1
+            for group in opt.param_groups:
+                group["lr"] = s.learning_rate * min(1.0, step / max(1, s.warmup_steps))
+            loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / SFT_DONE).write_text(json.dumps({"steps": s.steps, "final_loss": loss.item()}))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)  # atomic: a killed warm start leaves no half-written `sft/`
+
+
+def load_sft(path: Path, cfg: TrainConfig):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if cfg.model.name_or_path is None:
+        # AutoTokenizer would map a saved Qwen2 model to Qwen2Tokenizer and re-tokenize differently; the char
+        # tokenizer's ids are fixed by construction, so rebuild it.
+        from lgrpo.models import char_tokenizer
+
+        tok = char_tokenizer()
+    else:
+        tok = AutoTokenizer.from_pretrained(path)
+        tok.padding_side = "left"
+    return AutoModelForCausalLM.from_pretrained(path), tok
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# RL
+
+
+def use_vllm(cfg: TrainConfig) -> bool:
+    if cfg.rl.use_vllm != "auto":
+        return cfg.rl.use_vllm == "true"
+    import torch
+
+    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+
+
+def build_grpo_config(cfg: TrainConfig, out_dir: str | Path):
+    """The ``LambdaGRPOConfig`` of a run (one optimizer step per generation batch of prompts × group)."""
+    import torch
+
+    r = cfg.rl
+    batch = r.prompts_per_step * r.num_generations
+    micro = r.micro_batch_size or batch
+    cuda = torch.cuda.is_available()
+    pretrained = cfg.model.name_or_path is not None
+    with warnings.catch_warnings():  # transformers renames gradient_checkpointing; TRL still sets it
+        warnings.simplefilter("ignore", FutureWarning)
+        return _lambda_grpo_config(cfg, out_dir, batch, micro, cuda, pretrained)
+
+
+def _lambda_grpo_config(cfg: TrainConfig, out_dir, batch: int, micro: int, cuda: bool, pretrained: bool):
+    from lgrpo.engines.trl import LambdaGRPOConfig
+
+    r = cfg.rl
+    return LambdaGRPOConfig(
+        output_dir=str(Path(out_dir) / CKPT_DIR),
+        weighting=r.weighting,
+        lambda_power=r.lambda_power,
+        log_prm_stats=True,
+        rollout_log=r.rollout_log,
+        max_steps=r.max_steps,
+        learning_rate=r.learning_rate,
+        lr_scheduler_type=r.lr_scheduler_type,
+        warmup_steps=r.warmup_steps,
+        optim=r.optim,
+        weight_decay=r.weight_decay,
+        max_grad_norm=r.max_grad_norm,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=batch // micro,
+        num_generations=r.num_generations,
+        num_iterations=r.num_iterations,
+        temperature=r.temperature,
+        top_p=r.top_p,
+        top_k=r.top_k,
+        max_completion_length=r.max_completion_length,
+        beta=r.beta,
+        epsilon=r.epsilon,
+        loss_type=r.loss_type,
+        scale_rewards=r.scale_rewards,
+        use_vllm=use_vllm(cfg),
+        vllm_mode="colocate",
+        save_strategy="steps",
+        save_steps=r.save_steps,
+        save_total_limit=r.save_total_limit,
+        logging_steps=r.logging_steps,
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=cuda and cfg.model.dtype in ("bfloat16", "auto"),
+        use_cpu=not cuda,
+        gradient_checkpointing=pretrained,  # pointless for a tiny model, memory saver for real ones
+        dataloader_num_workers=0,
+        log_completions=False,
+        disable_tqdm=False,
+    )
+
+
+def lora_config(cfg: TrainConfig):
+    if cfg.model.lora_r == 0:
+        return None
+    from peft import LoraConfig
+
+    m = cfg.model
+    targets = (
+        m.lora_target_modules if m.lora_target_modules == "all-linear" else m.lora_target_modules.split(",")
+    )
+    return LoraConfig(
+        r=m.lora_r,
+        lora_alpha=m.lora_alpha,
+        lora_dropout=m.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _metrics_callback(path: Path, task: Task, tokenizer, cfg: TrainConfig, eval_log: dict):
+    from transformers import TrainerCallback
+
+    class MetricsCallback(TrainerCallback):
+        """One JSON line per logged step; held-out accuracy every ``eval.every`` steps rides on the step's line."""
+
+        def __init__(self) -> None:
+            self.pending: float | None = None
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            at_end = state.global_step >= state.max_steps
+            if model is not None and (at_end or (cfg.eval.every and state.global_step % cfg.eval.every == 0)):
+                self.pending = evaluate(model, tokenizer, task, cfg)
+                eval_log[state.global_step] = self.pending
+                control.should_log = True  # the accuracy must land on a line even off the logging grid
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or logs is None or "train_runtime" in logs:
+                return
+            line = {"step": state.global_step, **logs}
+            if hasattr(task.reward, "metrics"):
+                line.update(task.reward.metrics())
+            if self.pending is not None:
+                line["eval/accuracy"] = self.pending
+                self.pending = None
+            with path.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+
+    return MetricsCallback()
+
+
+def _quiet_progress(eval_log: dict):
+    from transformers.trainer_callback import ProgressCallback
+
+    class QuietProgress(ProgressCallback):
+        """TRL's progress bar without the dict it prints per log; shows reward and the last held-out accuracy."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.training_bar is not None and logs and "reward" in logs:
+                post = {"reward": f"{logs['reward']:.3f}"}
+                if eval_log:
+                    post["acc"] = f"{eval_log[max(eval_log)]:.3f}"
+                self.training_bar.set_postfix(post, refresh=False)
+
+    return QuietProgress()
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    lines = []
+    for raw in path.read_text().splitlines():
+        try:
+            lines.append(json.loads(raw))
+        except json.JSONDecodeError:  # a line cut short by a kill
+            break
+    return lines
+
+
+def _write_metrics(path: Path, lines: list[dict]) -> None:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def _link_rollouts(out: Path, done: int) -> None:
+    """The engine appends to ``<output_dir>/rollouts.jsonl`` (= ``checkpoints/``); the run format wants it in the run
+    directory, so the file lives there and the engine writes through a symlink. Lines past step ``done`` go."""
+    real, link = out / ROLLOUTS, out / CKPT_DIR / ROLLOUTS
+    link.parent.mkdir(parents=True, exist_ok=True)
+    kept = [line for line in _read_metrics(real) if line["step"] <= done]
+    _write_metrics(real, kept)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path("..") / ROLLOUTS)
+
+
+def last_checkpoint(out_dir: Path) -> Path | None:
+    ckpts = [p for p in (out_dir / CKPT_DIR).glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def train(
+    cfg: TrainConfig, out_dir: str | Path, resume: bool = False, sft_dir: str | Path | None = None
+) -> dict:
+    """Run one training job into ``out_dir``; returns the summary. ``sft_dir`` overrides where the warm start lives
+    (``lgrpo compare`` shares one per seed between arms)."""
+    t0 = time.time()
+    out = Path(out_dir)
+    summary_path, metrics_path = out / SUMMARY, out / METRICS
+    if not resume and (summary_path.exists() or (out / CKPT_DIR).exists()):
+        raise ValueError(
+            f"--out {out}: already holds a run; pass --resume to continue it, or choose another --out"
+        )
+    if resume and summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        print(f"{out}: already complete", file=sys.stderr)
+        return summary
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, out / CONFIG)
+
+    import torch
+    import transformers
+
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
+    threads = set_threads(cfg)
+    transformers.set_seed(cfg.seed)
+    transformers.logging.set_verbosity_error()
+    grpo_args = build_grpo_config(cfg, out)  # validates the TRL side before any model is built
+
+    sft_path = Path(sft_dir) if sft_dir is not None else out / SFT_DIR
+    model, tokenizer = build_model(cfg)
+    task = build_task(cfg, tokenizer)
+    if task.sft_pairs and cfg.sft.steps > 0:
+        if (sft_path / SFT_DONE).exists():
+            print(f"warm start: reusing {sft_path}", file=sys.stderr)
+        else:
+            sft(model, tokenizer, task, cfg, sft_path)
+        model, tokenizer = load_sft(sft_path, cfg)
+    if cfg.rl.stop_after_boxed:
+        stop_after_boxed(model, tokenizer)
+
+    ckpt = last_checkpoint(out) if resume else None
+    done = int(ckpt.name.split("-")[-1]) if ckpt is not None else 0
+    lines = [line for line in _read_metrics(metrics_path) if line["step"] <= done]
+    _write_metrics(metrics_path, lines)  # drop what a killed run logged past its last checkpoint
+    if cfg.rl.rollout_log:
+        _link_rollouts(out, done)
+    before = next((line["eval/accuracy"] for line in lines if line["step"] == 0), None)
+    if before is None:
+        before = evaluate(model, tokenizer, task, cfg)
+        _write_metrics(metrics_path, [{"step": 0, "eval/accuracy": before}])
+    print(f"held-out accuracy before RL: {before:.3f}", file=sys.stderr)
+
+    from datasets import Dataset
+
+    from lgrpo.engines.trl import LambdaGRPOTrainer
+
+    eval_log: dict[int, float] = {}
+    trainer = LambdaGRPOTrainer(
+        model=model,
+        reward_funcs=[task.reward],
+        args=grpo_args,
+        train_dataset=Dataset.from_list(task.train_rows),
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg),
+        callbacks=[_metrics_callback(metrics_path, task, tokenizer, cfg, eval_log)],
+    )
+    from transformers.trainer_callback import ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(_quiet_progress(eval_log))
+    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    lines = _read_metrics(metrics_path)
+    after = eval_log.get(cfg.rl.max_steps)
+    if after is None:  # resumed from the final checkpoint: the killed run may have measured it already
+        after = next(
+            (ln["eval/accuracy"] for ln in lines if ln["step"] == cfg.rl.max_steps and "eval/accuracy" in ln),
+            None,
+        )
+    if after is None:
+        after = evaluate(trainer.model, tokenizer, task, cfg)
+        with metrics_path.open("a") as f:
+            f.write(json.dumps({"step": cfg.rl.max_steps, "eval/accuracy": after}) + "\n")
+    lines = _read_metrics(metrics_path)
+    rewards = [line["reward"] for line in lines if "reward" in line]
+    tail = rewards[-max(1, len(rewards) // 10) :]
+    summary = {
+        "accuracy_before": before,
+        "accuracy_after": after,
+        "seconds": round(time.time() - t0, 1),
+        "weighting": cfg.rl.weighting,
+        "lambda_power": cfg.rl.lambda_power,
+        "seed": cfg.seed,
+        "steps": cfg.rl.max_steps,
+        "reward_last10pct": sum(tail) / len(tail) if tail else math.nan,
+        "eval_size": len(task.eval_prompts),
+        "resumed_from_step": int(ckpt.name.split("-")[-1]) if ckpt is not None else None,
+        "threads": threads,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "model": cfg.model.name_or_path or f"tiny-{cfg.model.arch}",
+        "task": cfg.data.task,
+    }
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", help="YAML run config (default: the embedded CPU default, configs/default.yaml)"
+    )
+    parser.add_argument("--out", default="runs/train", help="run directory (default: runs/train)")
+    parser.add_argument("--max-steps", type=int, help="RL optimizer steps (rl.max_steps)")
+    parser.add_argument("--weighting", choices=("lambda", "uniform"), help="λ-GRPO or GRPO (rl.weighting)")
+    parser.add_argument("--seed", type=int, help="random seed (seed)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. rl.beta=0.04"
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The resolved config: file, then key=value overrides, then the dedicated flags. Raises SystemExit on errors."""
+    overrides = list(args.overrides or [])
+    if args.max_steps is not None:
+        overrides.append(f"rl.max_steps={args.max_steps}")
+    if args.weighting is not None:
+        overrides.append(f"rl.weighting={args.weighting}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    try:
+        return load_config(args.config, overrides)
+    except ValueError as e:
+        raise SystemExit(f"lgrpo {getattr(args, 'command_name', 'train')}: error: {e}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    out = Path(args.out)
+    if args.resume and (out / CONFIG).exists():
+        # a resumed run continues with its own config; command-line values must agree with it
+        saved = load_config(out / CONFIG)
+        given = (
+            args.config
+            or args.overrides
+            or args.max_steps is not None
+            or args.weighting
+            or args.seed is not None
+        )
+        if given and to_dict(saved) != to_dict(cfg):
+            raise SystemExit(
+                f"lgrpo train: error: --resume uses {out / CONFIG}; drop the other config options"
+            )
+        cfg = saved
+    try:
+        summary = train(cfg, out, resume=args.resume)
+    except (ValueError, LoadError) as e:
+        raise SystemExit(f"lgrpo train: error: {e}") from None
+    print(json.dumps(summary, indent=2))
+    print(
+        f"held-out accuracy {summary['accuracy_before']:.3f} -> {summary['accuracy_after']:.3f} "
+        f"in {summary['seconds']:.0f} s; results in {out}"
+    )
+    return 0

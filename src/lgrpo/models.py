@@ -1,0 +1,177 @@
+"""Tiny causal language models and a character-level tokenizer, built locally from a config (nothing from the Hub).
+
+The embedded ``lgrpo train`` default uses these: a few-layer Qwen2- or Llama-architecture model over printable ASCII,
+small enough to be warm-started and trained with GRPO on a laptop CPU in minutes.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # transformers is imported where it is used, so importing this module stays cheap
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+# Role markers of the chat template: single special tokens so a tiny model sees them as one symbol each.
+ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
+
+# A minimal chat template: one role marker per message, the content, a newline; `add_generation_prompt` opens the
+# assistant turn. Lets conversational prompts (e.g. with the math system prompt) work with the char tokenizer.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+ARCHITECTURES = ("qwen2", "llama")
+
+
+class LoadError(RuntimeError):
+    """A model or dataset could not be loaded; the message says what was tried and how to give a local copy."""
+
+
+def char_tokenizer() -> PreTrainedTokenizerFast:
+    """A character-level tokenizer over printable ASCII (plus newline and tab), with pad/bos/eos/unk and role tokens.
+
+    Ids are fixed by construction (specials first, then characters in ``string.printable`` order), so a model saved
+    with one build of this tokenizer reads the same ids with any other.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = [PAD, BOS, EOS, UNK, *ROLE_TOKENS]
+    chars = [c for c in string.printable if c not in "\r\x0b\x0c"]
+    vocab = {tok: i for i, tok in enumerate(specials + chars)}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    # One pre-token per character; the class matches newlines too.
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=PAD,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        additional_special_tokens=list(ROLE_TOKENS),
+        padding_side="left",  # generation pads on the left; SFT builds its own batches
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def tiny_causal_lm(
+    tokenizer: PreTrainedTokenizerFast,
+    arch: str = "qwen2",
+    hidden_size: int = 128,
+    num_layers: int = 4,
+    num_heads: int = 4,
+    intermediate_size: int = 512,
+    max_position_embeddings: int = 256,
+    seed: int = 0,
+) -> PreTrainedModel:
+    """A randomly initialised Qwen2 or Llama causal LM sized for ``tokenizer``; deterministic in ``seed``."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"model.arch must be one of {ARCHITECTURES}, got {arch!r}")
+    if hidden_size % num_heads:
+        raise ValueError(
+            f"model.hidden_size ({hidden_size}) must be divisible by model.num_heads ({num_heads})"
+        )
+    common = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if arch == "qwen2":
+            model = Qwen2ForCausalLM(Qwen2Config(**common))
+        else:
+            model = LlamaForCausalLM(LlamaConfig(**common))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return model
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# pretrained models (the paper configs): local first, the Hub only when it can be reached
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers a TCP connect within ``timeout`` seconds (False when offline mode is on).
+
+    Probing first turns a machine without network into an immediate, clear error instead of minutes of retries.
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_pretrained(
+    name_or_path: str, dtype: str = "auto"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """A causal LM and its tokenizer from a local directory, the local HF cache, or (when reachable) the Hub.
+
+    Raises :class:`LoadError` naming what it tried to load and how to give a local copy when nothing works.
+    """
+    import os
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = {
+        "auto": "auto",
+        "float32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+    }[dtype]
+    how = (
+        f"model.name_or_path={name_or_path!r} is neither a local directory nor in the local Hugging Face cache, "
+        "and the Hub cannot be reached. Download it where you have network (e.g. `huggingface-cli download "
+        f"{name_or_path} --local-dir /path/to/model`) and pass `model.name_or_path=/path/to/model`."
+    )
+
+    def _load(local_only: bool):
+        tok = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path, dtype=torch_dtype, local_files_only=local_only
+        )
+        return model, tok
+
+    if os.path.isdir(name_or_path):
+        try:
+            return _load(True)
+        except (OSError, ValueError) as e:
+            raise LoadError(
+                f"could not load model.name_or_path={name_or_path!r} (a local directory): {e}"
+            ) from e
+    try:
+        return _load(True)
+    except (OSError, ValueError):
+        pass
+    if not hub_reachable():
+        raise LoadError(how)
+    try:
+        return _load(False)
+    except (OSError, ValueError) as e:
+        raise LoadError(f"{how} ({type(e).__name__}: {e})") from e

@@ -1,0 +1,83 @@
+"""OpenRS (the paper's RL training set, METHOD.md §10): about 7,000 math problems with fields ``problem`` and
+``solution``. The gold answer given to math-verify is the row's ``answer`` field when present, else its ``solution``
+(math-verify reads the solution's final boxed answer).
+
+Loaded from a local file/directory (``data.path``) or the local Hugging Face cache, and from the Hub only when it is
+reachable; otherwise a ``LoadError`` (a ``RuntimeError``) names the dataset id and how to point at a local copy.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from lgrpo.models import LoadError, hub_reachable
+
+HUB_ID = "knoveleng/open-rs"
+
+
+def _rows_from_path(path: str) -> list[dict]:
+    from datasets import load_dataset, load_from_disk
+
+    p = Path(path)
+    if p.is_dir():
+        try:
+            ds = load_from_disk(str(p))
+            if hasattr(ds, "keys"):  # a DatasetDict
+                ds = ds["train"]
+            return list(ds)
+        except (FileNotFoundError, ValueError):
+            files = sorted(str(f) for f in p.rglob("*") if f.suffix in (".jsonl", ".json", ".parquet"))
+            if not files:
+                raise LoadError(
+                    f"data.path={path!r}: no .jsonl/.json/.parquet files in this directory"
+                ) from None
+            kind = "parquet" if files[0].endswith(".parquet") else "json"
+            return list(load_dataset(kind, data_files=files, split="train"))
+    if not p.is_file():
+        raise LoadError(f"data.path={path!r}: no such file or directory")
+    kind = "parquet" if p.suffix == ".parquet" else "json"
+    return list(load_dataset(kind, data_files=str(p), split="train"))
+
+
+def _rows_from_hub(hub_id: str) -> list[dict]:
+    from datasets import load_dataset
+
+    how = (
+        f"could not load the dataset {hub_id!r}: it is not in the local Hugging Face cache and the Hub cannot be "
+        f"reached. Save it where you have network (e.g. `datasets.load_dataset({hub_id!r}, split='train')"
+        ".to_json('openrs.jsonl')`) and pass `data.path=/path/to/openrs.jsonl`."
+    )
+    import datasets.config as datasets_config
+
+    offline = datasets_config.HF_HUB_OFFLINE
+    try:
+        datasets_config.HF_HUB_OFFLINE = True  # the local cache first, without network round trips
+        return list(load_dataset(hub_id, split="train"))
+    except Exception:
+        pass
+    finally:
+        datasets_config.HF_HUB_OFFLINE = offline
+    if not hub_reachable():
+        raise LoadError(how)
+    try:
+        return list(load_dataset(hub_id, split="train"))
+    except Exception as e:
+        raise LoadError(f"{how} ({type(e).__name__}: {e})") from e
+
+
+def load_openrs(
+    path: str | None = None, hub_id: str = HUB_ID, eval_size: int = 100, seed: int = 0
+) -> tuple[list[dict], list[dict]]:
+    """(train, held-out) rows ``{"problem", "answer"}``; the held-out rows are a seeded random sample."""
+    rows = _rows_from_path(path) if path else _rows_from_hub(hub_id)
+    source = f"data.path={path!r}" if path else f"dataset {hub_id!r}"
+    if not rows or "problem" not in rows[0] or not ({"solution", "answer"} & set(rows[0])):
+        raise LoadError(f"{source}: expected rows with fields 'problem' and 'solution' (or 'answer')")
+    items = [{"problem": r["problem"], "answer": str(r.get("answer") or r["solution"])} for r in rows]
+    if eval_size >= len(items):
+        raise LoadError(f"{source} has {len(items)} rows; data.eval_size={eval_size} leaves none to train on")
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:eval_size])
+    return [items[i] for i in order if i not in held], [items[i] for i in order[:eval_size]]

@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from lgrpo import models
+
+
+def test_char_tokenizer_round_trips_and_has_fixed_ids():
+    tok = models.char_tokenizer()
+    text = "12+34=?\n12+34=46\n\\boxed{46}"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text)  # one token per character
+    assert tok.decode(ids) == text
+    assert ids == models.char_tokenizer()(text, add_special_tokens=False)["input_ids"]
+    assert tok.eos_token_id == 2 and tok.pad_token_id == 0
+    with_eos = tok("1<eos>", add_special_tokens=False)["input_ids"]
+    assert with_eos[-1] == tok.eos_token_id and len(with_eos) == 2
+
+
+def test_chat_template():
+    tok = models.char_tokenizer()
+    text = tok.apply_chat_template(
+        [{"role": "system", "content": "S"}, {"role": "user", "content": "1+1"}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    assert text == "<|system|>S\n<|user|>1+1\n<|assistant|>"
+    assert len(tok(text, add_special_tokens=False)["input_ids"]) == 9  # 3 role tokens + 6 chars
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_tiny_model_forward_and_seed(arch):
+    tok = models.char_tokenizer()
+    m1 = models.tiny_causal_lm(
+        tok, arch, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, seed=3
+    )
+    m2 = models.tiny_causal_lm(
+        tok, arch, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, seed=3
+    )
+    ids = tok(["1+2=?\n"], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    out = m1(input_ids=ids).logits
+    assert out.shape == (1, ids.shape[1], len(tok))
+    assert torch.equal(out, m2(input_ids=ids).logits)
+    assert m1.config.model_type == arch
+
+
+def test_tiny_model_rejects_bad_shape():
+    with pytest.raises(ValueError, match="num_heads"):
+        models.tiny_causal_lm(models.char_tokenizer(), hidden_size=30, num_heads=4)
+    with pytest.raises(ValueError, match="arch"):
+        models.tiny_causal_lm(models.char_tokenizer(), arch="gpt2")
+
+
+def test_load_pretrained_offline_names_the_model(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match=r"some-org/not-here.*model\.name_or_path=/path"):
+        models.load_pretrained("some-org/not-here")
