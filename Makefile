@@ -20,7 +20,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/lgrpo train --out runs/demo
+	$(BIN)/lgrpo train --out runs/demo --resume
 
 toy: $(STAMP)
 	$(BIN)/lgrpo toy --out runs/toy

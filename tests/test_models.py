@@ -54,3 +54,17 @@ def test_load_pretrained_offline_names_the_model(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError, match=r"some-org/not-here.*model\.name_or_path=/path"):
         models.load_pretrained("some-org/not-here")
+
+
+def test_saved_char_tokenizer_loads_back_with_the_same_ids(tmp_path):
+    """A saved tiny model's tokenizer must re-tokenize exactly as in training (AutoTokenizer alone does not)."""
+    tok = models.char_tokenizer()
+    model = models.tiny_causal_lm(tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    assert models.is_char_tokenizer(tmp_path)
+    text = "9 + 4\n=13 \\boxed{13}"
+    loaded = models.load_tokenizer(str(tmp_path), local_files_only=True)
+    assert loaded(text)["input_ids"] == tok(text)["input_ids"]
+    assert loaded.decode(tok(text)["input_ids"]) == text
+    assert not models.is_char_tokenizer(tmp_path / "missing")

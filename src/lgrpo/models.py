@@ -6,7 +6,10 @@ small enough to be warm-started and trained with GRPO on a laptop CPU in minutes
 
 from __future__ import annotations
 
+import json
+import os
 import string
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # transformers is imported where it is used, so importing this module stays cheap
@@ -30,6 +33,37 @@ class LoadError(RuntimeError):
     """A model or dataset could not be loaded; the message says what was tried and how to give a local copy."""
 
 
+def _char_vocab() -> dict[str, int]:
+    specials = [PAD, BOS, EOS, UNK, *ROLE_TOKENS]
+    chars = [c for c in string.printable if c not in "\r\x0b\x0c"]
+    return {tok: i for i, tok in enumerate(specials + chars)}
+
+
+def is_char_tokenizer(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a saved :func:`char_tokenizer` (its ``tokenizer.json`` has exactly our vocabulary)."""
+    file = Path(path) / "tokenizer.json"
+    if not file.is_file():
+        return False
+    try:
+        model = json.loads(file.read_text(encoding="utf-8")).get("model", {})
+    except (OSError, ValueError):
+        return False
+    return model.get("type") == "WordLevel" and model.get("vocab") == _char_vocab()
+
+
+def load_tokenizer(name_or_path: str, local_files_only: bool = False) -> PreTrainedTokenizerFast:
+    """A tokenizer from a directory or Hub id; lgrpo's char tokenizer is rebuilt rather than auto-loaded.
+
+    Why: ``AutoTokenizer`` picks the tokenizer class from the model's ``config.json``, so a saved tiny Qwen2 model
+    would get a ``Qwen2Tokenizer`` that splits text differently from the ids the model was trained on.
+    """
+    if os.path.isdir(name_or_path) and is_char_tokenizer(name_or_path):
+        return char_tokenizer()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_files_only)
+
+
 def char_tokenizer() -> PreTrainedTokenizerFast:
     """A character-level tokenizer over printable ASCII (plus newline and tab), with pad/bos/eos/unk and role tokens.
 
@@ -39,10 +73,7 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    specials = [PAD, BOS, EOS, UNK, *ROLE_TOKENS]
-    chars = [c for c in string.printable if c not in "\r\x0b\x0c"]
-    vocab = {tok: i for i, tok in enumerate(specials + chars)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    tok = Tokenizer(models.WordLevel(vocab=_char_vocab(), unk_token=UNK))
     # One pre-token per character; the class matches newlines too.
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
@@ -137,7 +168,7 @@ def load_pretrained(
     import os
 
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     torch_dtype = {
         "auto": "auto",
@@ -152,7 +183,7 @@ def load_pretrained(
     )
 
     def _load(local_only: bool):
-        tok = AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_only)
+        tok = load_tokenizer(name_or_path, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(
             name_or_path, dtype=torch_dtype, local_files_only=local_only
         )

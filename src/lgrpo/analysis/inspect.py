@@ -109,9 +109,9 @@ def find_tokenizer(run_dir: Path) -> Path | None:
 
 def _load_tokenizer(path: Path) -> Callable[[int], str]:
     try:
-        from transformers import AutoTokenizer
+        from lgrpo.models import load_tokenizer
 
-        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        tok = load_tokenizer(str(path), local_files_only=True)
     except Exception as e:  # any failure to load: the caller falls back to splitting the text
         raise RuntimeError(f"could not load a tokenizer from {path}: {type(e).__name__}: {e}") from None
     return lambda t: tok.decode([t], skip_special_tokens=False, clean_up_tokenization_spaces=False)

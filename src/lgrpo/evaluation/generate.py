@@ -38,10 +38,10 @@ def _load_error(what: str, model: str, exc: Exception) -> SystemExit:
 
 
 def load_tokenizer(model: str) -> Any:
-    from transformers import AutoTokenizer
+    from lgrpo.models import load_tokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model)
+        tokenizer = load_tokenizer(model)
     except Exception as exc:
         raise _load_error("tokenizer", model, exc) from exc
     tokenizer.padding_side = "left"  # generation appends on the right, so prompts must end at the same column

@@ -20,6 +20,7 @@ from lgrpo.experiments.config import TrainConfig, load_config
 from lgrpo.models import LoadError
 
 ARMS = {"grpo": "uniform", "lambda": "lambda"}
+ARM_LABELS = {"grpo": "GRPO (uniform weights)", "lambda": "λ-GRPO (1/|λ| weights)"}
 COLORS = {"grpo": "tab:blue", "lambda": "tab:orange"}
 
 
@@ -76,7 +77,7 @@ def plot(out: Path, seeds: list[int]) -> None:
             lines = _metrics(out / f"{arm}-seed{s}")
             if not lines:
                 continue
-            label = f"{arm} ({ARMS[arm]})" if i == 0 else None
+            label = ARM_LABELS[arm] if i == 0 else None
             pts = [(line["step"], line["reward"]) for line in lines if "reward" in line]
             if pts:
                 steps, rewards = zip(*pts)

@@ -102,7 +102,7 @@ class RLConfig:
     save_steps: int = 50
     save_total_limit: int = 2
     logging_steps: int = 1
-    rollout_log: bool = False
+    rollout_log: bool = True  # rollouts.jsonl, read by lgrpo analyze / inspect
 
 
 @dataclass

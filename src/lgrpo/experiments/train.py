@@ -244,17 +244,12 @@ def sft(model, tokenizer, task: Task, cfg: TrainConfig, out: Path) -> None:
 
 
 def load_sft(path: Path, cfg: TrainConfig):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    if cfg.model.name_or_path is None:
-        # AutoTokenizer would map a saved Qwen2 model to Qwen2Tokenizer and re-tokenize differently; the char
-        # tokenizer's ids are fixed by construction, so rebuild it.
-        from lgrpo.models import char_tokenizer
+    from lgrpo.models import load_tokenizer
 
-        tok = char_tokenizer()
-    else:
-        tok = AutoTokenizer.from_pretrained(path)
-        tok.padding_side = "left"
+    tok = load_tokenizer(str(path), local_files_only=True)
+    tok.padding_side = "left"
     return AutoModelForCausalLM.from_pretrained(path), tok
 
 
