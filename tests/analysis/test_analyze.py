@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from lgrpo.analysis.analyze import analyze_log
 from lgrpo.analysis.rollouts import iter_step_blocks
 from lgrpo.cli import main
+from lgrpo.examples import PAPER_COMPLETIONS, PAPER_REWARDS
 
-PAPER = [("ABCD", 0.5), ("ABEFHI", 0.5), ("JKLM", 1.0), ("JKLNQST", 0.0), ("JKLNQU", 0.0), ("VWYZ", 0.5)]
+PAPER = list(zip(PAPER_COMPLETIONS, PAPER_REWARDS))  # METHOD.md §7
 # METHOD.md §7, per completion: path depth, intermediate proportion, per-token |λ|
 PAPER_DEPTH = [2, 2, 2, 3, 3, 1]
 PAPER_INTER = [2 / 4, 2 / 6, 3 / 4, 5 / 7, 5 / 6, 0.0]

@@ -3,26 +3,9 @@ import json
 from lgrpo.experiments import compare as compare_mod
 from lgrpo.experiments.config import load_config
 
-# as in test_train.py (pytest's importlib mode does not let test modules import each other)
-TINY = [
-    "model.hidden_size=32",
-    "model.num_layers=1",
-    "model.num_heads=2",
-    "model.intermediate_size=64",
-    "data.train_size=200",
-    "data.eval_size=8",
-    "sft.steps=3",
-    "sft.batch_size=16",
-    "rl.prompts_per_step=2",
-    "rl.num_generations=4",
-    "rl.max_completion_length=24",
-    "eval.max_new_tokens=24",
-    "threads=1",
-]
 
-
-def test_compare_one_seed(tmp_path, monkeypatch):
-    cfg = load_config(None, [*TINY, "rl.max_steps=2", "eval.every=0"])
+def test_compare_one_seed(tmp_path, monkeypatch, tiny):
+    cfg = load_config(None, [*tiny, "rl.max_steps=2", "eval.every=0"])
     from lgrpo.experiments import train as train_mod
 
     sft_calls = []

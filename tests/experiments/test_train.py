@@ -16,27 +16,6 @@ from lgrpo.experiments.config import TrainConfig, load_config, to_dict
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Seconds-scale: a 1-layer model, a few SFT steps, 2 prompts × 4 completions per RL step.
-TINY = [
-    "model.hidden_size=32",
-    "model.num_layers=1",
-    "model.num_heads=2",
-    "model.intermediate_size=64",
-    "data.train_size=200",
-    "data.eval_size=8",
-    "sft.steps=3",
-    "sft.batch_size=16",
-    "rl.prompts_per_step=2",
-    "rl.num_generations=4",
-    "rl.max_completion_length=24",
-    "eval.max_new_tokens=24",
-    "threads=1",
-]
-
-
-def tiny_config(*extra: str) -> TrainConfig:
-    return load_config(None, TINY + list(extra))
-
 
 def test_default_yaml_is_the_embedded_default():
     assert to_dict(load_config(ROOT / "configs" / "default.yaml")) == to_dict(TrainConfig())
@@ -89,8 +68,8 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_train_writes_the_run_directory(tmp_path):
-    cfg = tiny_config("rl.max_steps=3", "eval.every=2", "rl.rollout_log=true")
+def test_train_writes_the_run_directory(tmp_path, tiny):
+    cfg = load_config(None, [*tiny, "rl.max_steps=3", "eval.every=2", "rl.rollout_log=true"])
     out = tmp_path / "run"
     summary = train_mod.train(cfg, out)
     on_disk = json.loads((out / "summary.json").read_text())
@@ -121,11 +100,11 @@ def test_train_writes_the_run_directory(tmp_path):
         train_mod.train(cfg, out)  # the directory holds a run
 
 
-def test_kill_and_resume(tmp_path):
+def test_kill_and_resume(tmp_path, tiny):
     out = tmp_path / "run"
     steps = 40
     cmd = [sys.executable, "-m", "lgrpo.cli", "train", "--out", str(out), "--max-steps", str(steps)]
-    cmd += [*TINY, "rl.save_steps=2", "eval.every=10"]
+    cmd += [*tiny, "rl.save_steps=2", "eval.every=10"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 90
