@@ -151,7 +151,7 @@ def _exact_row_ranks(tok: Tensor) -> Tensor:
     """``[B]`` dense lexicographic rank of each row of ``tok`` by prefix doubling (exact; the slow fallback)."""
     B, T = tok.shape
     width = 1 << max(0, (T - 1).bit_length())
-    if width > T:
+    if width > T:  # the same filler on every row leaves the order unchanged
         tok = torch.cat([tok, tok.new_full((B, width - T), int(tok.min()))], dim=1)
     rank, n = _dense_rank(tok)
     while rank.shape[1] > 1:
@@ -176,7 +176,7 @@ def _prefix_hashes(tok: Tensor) -> Tensor:
     return torch.cumsum((tok + 2) * powers[:T], dim=1)
 
 
-def _pairwise_candidates(hashes: Tensor, tok: Tensor, lengths: Tensor, rows: Tensor) -> Tensor:
+def _pairwise_candidates(hashes: Tensor, lengths: Tensor, rows: Tensor) -> Tensor:
     """``[G, K, K]`` LCPs by binary search on prefix hashes (exact unless two prefix hashes collide)."""
     T = hashes.shape[1]
     safe = rows.clamp(min=0)
@@ -238,7 +238,7 @@ def process_blocks(ids: Tensor, mask: Tensor, group: Tensor) -> ProcessBlocks:
     valid = rows >= 0
 
     # 1. propose the lexicographic order within each group from hash LCPs: rank = number of smaller rows
-    cand = _pairwise_candidates(_prefix_hashes(tok), tok, lengths, rows)
+    cand = _pairwise_candidates(_prefix_hashes(tok), lengths, rows)
     safe = rows.clamp(min=0)
     at = cand.clamp(max=T - 1)
     tok_i = torch.where(cand < T, tok[safe[:, :, None], at], pad)
