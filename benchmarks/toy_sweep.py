@@ -22,7 +22,7 @@ TARGET_S = 180.0
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    cores = len(os.sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     parser.add_argument("--workers", type=int, nargs="+", default=sorted({1, cores}))
     parser.add_argument("--repeat", type=int, default=1)
     args, extra = parser.parse_known_args()

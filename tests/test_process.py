@@ -196,7 +196,8 @@ def test_flat_groups_and_summary():
     stats = tree_stats(ids, mask, group)
     assert stats.flat.tolist() == [True, True, True, False, False]
     s = stats.summary()
-    assert s["prm/flat_fraction"] == pytest.approx(3 / 5)
+    assert s["prm/flat_fraction"] == pytest.approx(1 / 2)  # counts groups, not rows
+    assert stats.group_flat.tolist() == [True, False]
     assert set(s) == {
         "prm/flat_fraction",
         "prm/path_depth_mean",

@@ -357,19 +357,21 @@ class TreeStats:
     intermediate_proportion: ``[B]`` float, share of the row's tokens in non-leaf steps (0 for an empty row).
     flat: ``[B]`` bool, whether the row's group tree is flat (every process set a singleton).
     process_set_size_mean: ``[B]`` float, mean ``|λ|`` over the row's tokens (0 for an empty row).
+    group_flat: ``[G]`` bool, the same per group (dense group index, as in :class:`ProcessBlocks`).
     """
 
     path_depth: Tensor
     intermediate_proportion: Tensor
     flat: Tensor
     process_set_size_mean: Tensor
+    group_flat: Tensor
 
     def summary(self, prefix: str = "prm/") -> dict[str, float]:
         """Batch means as slash-scoped metrics; ``flat_fraction`` counts groups, the rest count non-empty rows."""
         nonempty = self.path_depth > 0
         n = max(int(nonempty.sum()), 1)
         return {
-            f"{prefix}flat_fraction": float(self.flat.float().mean()) if self.flat.numel() else 0.0,
+            f"{prefix}flat_fraction": float(self.group_flat.float().mean()) if self.group_flat.numel() else 0.0,
             f"{prefix}path_depth_mean": float(self.path_depth[nonempty].float().sum()) / n,
             f"{prefix}intermediate_proportion_mean": float(self.intermediate_proportion[nonempty].sum()) / n,
             f"{prefix}process_set_size_mean": float(self.process_set_size_mean[nonempty].sum()) / n,
@@ -396,8 +398,8 @@ def tree_stats(ids: Tensor, mask: Tensor, group: Tensor, *, blocks: ProcessBlock
     row_max = sizes.max(1).values if sizes.shape[1] else torch.zeros_like(lengths)
     group_max = torch.zeros(blocks.num_groups, dtype=torch.long, device=sizes.device)
     group_max = group_max.scatter_reduce(0, blocks.group_index, row_max, reduce="amax", include_self=True)
-    flat = group_max[blocks.group_index] <= 1
-    return TreeStats(path_depth, intermediate, flat, size_mean)
+    group_flat = group_max <= 1
+    return TreeStats(path_depth, intermediate, group_flat[blocks.group_index], size_mean, group_flat)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -146,6 +146,12 @@ def test_run_page_and_errors(tmp_path):
         main(["inspect", str(run), "--group", "5"])
 
 
+def test_run_given_as_the_log_file_writes_beside_it(tmp_path):
+    run = write_run(tmp_path)
+    assert main(["inspect", str(run / "rollouts.jsonl"), "--step", "3", "--group", "5"]) == 0
+    assert (run / "inspect-step3-group5.html").is_file()
+
+
 def test_token_text_modes():
     ids = [[5, 6, 7], [5, 6, 8, 1]]
     assert token_texts(["abc", "abd"], ids) == ([["a", "b", "c"], ["a", "b", "d", "⟨1⟩"]], "characters")

@@ -111,6 +111,29 @@ def test_eval_predictions_end_to_end(tmp_path):
     }
 
 
+def test_eval_predictions_limit_is_per_benchmark(tmp_path):
+    # --limit N keeps the first N items of each benchmark, as its help says and as with --model
+    lines = [
+        {"id": f"{b}{i}", "answer": "1", "completion": "\\boxed{1}", "benchmark": b}
+        for b in "xy"
+        for i in range(3)
+    ]
+    path = tmp_path / "gens.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "out"
+    assert main(["eval", "--predictions", str(path), "--limit", "2", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {n: r["n"] for n, r in results["benchmarks"].items()} == {"x": 2, "y": 2}
+
+
+def test_eval_predictions_line_that_is_not_an_object(tmp_path):
+    path = tmp_path / "gens.jsonl"
+    path.write_text('{"id": "a", "answer": "1", "completion": "\\\\boxed{1}"}\n5\n')
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--predictions", str(path), "--out", str(tmp_path / "out")])
+    assert f"--predictions {path}:2: expected a JSON object, got int" in str(exc.value)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

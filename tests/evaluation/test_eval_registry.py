@@ -33,6 +33,12 @@ def test_resolve():
         resolve(" , ")
 
 
+def test_empty_local_file_is_a_clear_error(tmp_path):
+    (tmp_path / "aime24.jsonl").write_text("\n")
+    with pytest.raises(ValueError, match=r"--data-dir: .*aime24.jsonl holds no problems"):
+        load_benchmark(BENCHMARKS["aime24"], str(tmp_path))
+
+
 def test_local_file_takes_precedence_and_limit(tmp_path):
     lines = [
         {"problem": "1+1?", "answer": "2", "id": "a"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -155,6 +156,7 @@ def test_workers_and_resume(tmp_path, monkeypatch):
         (["--r-neg", "0"], "--r-neg"),
         (["--r-neg", "-1", "0.5"], "--r-neg"),
         (["--r-neg", "-1", "-1"], "--r-neg"),
+        (["--r-neg=-inf"], "--r-neg"),
         (["--n", "1", "1"], "--n"),
         (["--steps", "0"], "--steps"),
         (["--seeds", "0"], "--seeds"),
@@ -169,6 +171,14 @@ def test_bad_flags(tmp_path, flags, name):
     with pytest.raises(SystemExit, match=f"error: {name}:"):
         main(["toy", *SHORT, "--out", str(out), *flags])
     assert not out.exists()  # rejected before any work
+
+
+def test_flags_without_sched_getaffinity(monkeypatch):
+    # macOS and Windows have no os.sched_getaffinity: `lgrpo toy` must still build its flags
+    monkeypatch.delattr(toy.os, "sched_getaffinity", raising=False)
+    parser = argparse.ArgumentParser()
+    toy.add_arguments(parser)
+    assert parser.parse_args([]).workers >= 1
 
 
 def test_seed_results_do_not_depend_on_the_batch():

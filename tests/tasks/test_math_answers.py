@@ -45,11 +45,36 @@ def test_system_prompt_is_the_papers():
         ("no box here", None),
         ("\\boxed{unclosed {x}", None),
         ("\\boxed{}", ""),
+        # escaped braces never open or close the box
+        ("\\boxed{\\left\\{ x \\right.} done", "\\left\\{ x \\right."),
+        ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
+        ("\\boxed{a \\} b", None),
+        # a box without braces boxes one bare argument, as in LaTeX and math-verify
+        ("so \\boxed 5 and more", "5"),
+        ("\\boxed 50 apples", "50"),
+        ("\\boxed -3. Done", "-3"),
+        ("\\boxed \\pi here", "\\pi"),
+        ("$\\boxed 7$", "7"),
+        ("\\boxed 5 then \\boxed{6}", "5"),  # the first box counts, braced or not
+        ("\\boxedfoo{3}", None),
     ],
 )
 def test_extract_boxed(text, expected):
     assert extract_boxed(text) == expected
     assert boxed_closed(text) == (expected is not None)
+
+
+def test_a_bare_box_at_the_end_of_a_text():
+    # a finished text: its bare argument is complete; a text still being generated: it may grow (5 → 50)
+    assert extract_boxed("so \\boxed 5") == "5"
+    assert not boxed_closed("so \\boxed 5")
+    assert boxed_closed("so \\boxed 50 ")
+    assert truncate_after_boxed("so \\boxed 50. Then more") == "so \\boxed 50"
+    assert truncate_after_boxed("\\boxed") == "\\boxed"
+
+
+def test_verify_scores_a_bare_box():
+    assert verify("the answer is \\boxed 5.", "5") == (1.0, None)
 
 
 def test_truncate_after_boxed():
@@ -65,7 +90,20 @@ def test_truncation_keeps_the_answer(text):
     assert text.startswith(cut)
     assert extract_boxed(cut) == extract_boxed(text)
     if boxed_closed(text):
-        assert cut.endswith("}") and boxed_closed(cut)
+        if cut.endswith("}"):
+            assert boxed_closed(cut)
+        else:  # a box without braces ends with its bare argument
+            assert cut.endswith(extract_boxed(text))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="ab5.{}\\boxedf $", max_size=30))
+def test_a_closed_box_stays_closed_as_the_text_grows(text):
+    # what generation stops on (a prefix whose box has closed) is what scoring reads from the whole text
+    for i in range(len(text) + 1):
+        if boxed_closed(text[:i]):
+            assert boxed_closed(text) and extract_boxed(text[:i]) == extract_boxed(text)
+            break
 
 
 def test_fixture_is_large_and_mixed():
@@ -162,6 +200,21 @@ def test_stopping_criteria_on_tensors(tokenizer):
     assert crit.prompt_lengths is not None
     crit.prompt_lengths = None
     assert crit(fresh, None).tolist() == [False, False]
+
+
+def test_stopping_criteria_new_call_as_long_as_the_last_text(tokenizer):
+    # call 1 ends with its row done at length L; call 2's first input (a new prompt of L tokens plus one new token)
+    # has grown by exactly one token, yet it is a new call and nothing in it has closed a box
+    crit = BoxedStoppingCriteria(tokenizer)
+    ids = tokenizer(["Q: \\boxed{1}"], return_tensors="pt")["input_ids"]
+    prompt_len = ids.shape[1] - len("\\boxed{1}")
+    done = [crit(ids[:, :n], None).tolist() for n in range(prompt_len + 1, ids.shape[1] + 1)]
+    assert done[-2:] == [[False], [True]]
+    second = tokenizer(["a new and longer prompt, no box"], return_tensors="pt")["input_ids"][
+        :, : ids.shape[1] + 1
+    ]
+    assert second.shape[1] == ids.shape[1] + 1
+    assert crit(second, None).tolist() == [False]
 
 
 def test_stopping_criteria_ignores_boxes_in_the_prompt(tokenizer):

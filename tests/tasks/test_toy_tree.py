@@ -63,6 +63,7 @@ def test_rewards_of_token_ids():
         ({"r_neg": 0.0}, "r_neg"),
         ({"r_neg": 0.3}, "r_neg"),
         ({"r_neg": float("nan")}, "r_neg"),
+        ({"r_neg": float("-inf")}, "r_neg"),
         ({"target": "LRX"}, "target"),
         ({"target": "LRRLR"}, "target"),
     ],

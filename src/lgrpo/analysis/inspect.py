@@ -297,7 +297,12 @@ def run_page_data(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a run directory with rollouts.jsonl")
+    parser.add_argument(
+        "run_dir",
+        nargs="?",
+        metavar="RUN_DIR",
+        help="a run directory with rollouts.jsonl (or the file itself)",
+    )
     parser.add_argument("--step", type=int, help="training step of the group")
     parser.add_argument("--group", help="group id within the step (as logged)")
     parser.add_argument(
@@ -305,7 +310,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--out",
-        help="HTML file to write (default: RUN_DIR/inspect-step<S>-group<G>.html, "
+        help="HTML file to write (default: inspect-step<S>-group<G>.html beside rollouts.jsonl, "
         "or process_tree_example.html for --example)",
     )
     parser.add_argument(
@@ -344,7 +349,9 @@ def run(args: argparse.Namespace) -> int:
             data = run_page_data(Path(args.run_dir), args.step, args.group, args.tokenizer, args.lambda_power)
         except ValueError as e:
             raise SystemExit(f"inspect: {e}") from None
-        out = Path(args.out or Path(args.run_dir) / f"inspect-step{args.step}-group{args.group}.html")
+        run_path = Path(args.run_dir)
+        base = run_path.parent if run_path.is_file() else run_path  # RUN_DIR may name the log itself
+        out = Path(args.out or base / f"inspect-step{args.step}-group{args.group}.html")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_page(data), encoding="utf-8")
     print(f"{len(data['nodes'])} process steps, {data['k']} completions → {out}")

@@ -64,8 +64,14 @@ def run(args: argparse.Namespace) -> int:
             items = read_predictions(args.predictions)
         except (OSError, ValueError) as exc:
             raise SystemExit(str(exc)) from exc
-        if args.limit:
-            items = items[: args.limit]
+        if args.limit:  # the first N items of each benchmark, as with --model
+            seen: dict[str, int] = {}
+            kept = []
+            for item in items:
+                if seen.get(item["benchmark"], 0) < args.limit:
+                    seen[item["benchmark"]] = seen.get(item["benchmark"], 0) + 1
+                    kept.append(item)
+            items = kept
         scorer = Scorer(args.out, timeout=args.timeout)
         for item in tqdm(items, desc="scoring", unit="item"):
             scorer.add(item["id"], item["benchmark"], item["answer"], item["completion"])

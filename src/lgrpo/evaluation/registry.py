@@ -77,6 +77,8 @@ def read_jsonl(path: str, required: tuple[str, ...], label: str = "") -> list[di
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{where}:{lineno}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(obj, dict):
+                raise ValueError(f"{where}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             missing = [k for k in required if k not in obj]
             if missing:
                 raise ValueError(
@@ -128,6 +130,8 @@ def load_benchmark(
     local = os.path.join(data_dir, f"{bench.name}.jsonl") if data_dir else None
     if local and os.path.exists(local):
         rows = _from_local(bench, local)
+        if not rows:  # scoring nothing would leave the benchmark out of the results (or crash the table)
+            raise ValueError(f"--data-dir: {local} holds no problems")
     else:
         try:
             rows = _from_hub(bench)

@@ -116,8 +116,10 @@ class ToyConfig:
 
         if not self.n or any(not integer(v) or v not in VALID_N for v in self.n):
             raise ValueError(f"--n: expected values from {{1, 2, 3}}, got {self.n}")
-        if not self.r_neg or any(not (isinstance(v, (int, float)) and v < 0) for v in self.r_neg):
-            raise ValueError(f"--r-neg: expected negative numbers, got {self.r_neg}")
+        if not self.r_neg or any(
+            not (isinstance(v, (int, float)) and v < 0 and math.isfinite(v)) for v in self.r_neg
+        ):
+            raise ValueError(f"--r-neg: expected finite negative numbers, got {self.r_neg}")
         for flag, values in (("--n", self.n), ("--r-neg", self.r_neg)):
             if len(set(values)) != len(values):
                 raise ValueError(f"{flag}: expected distinct values, got {values}")
@@ -604,6 +606,13 @@ def run_sweep(
 # command line
 
 
+def available_cores() -> int:
+    """Cores this process may run on (``os.sched_getaffinity`` exists on Linux only; elsewhere the CPU count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ToyConfig()
     parser.add_argument(
@@ -686,7 +695,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=len(os.sched_getaffinity(0)),
+        default=available_cores(),
         help="processes (cells run in parallel) (default: %(default)s)",
     )
     parser.add_argument("--out", default="runs/toy", help="output directory (default: %(default)s)")

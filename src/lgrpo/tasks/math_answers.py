@@ -30,39 +30,70 @@ from typing import Any
 SYSTEM_PROMPT = "Let's think step by step and output the final answer within \\boxed{}."
 
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BOX_COMMAND_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])\s*")
+# the argument of a box written without braces, as in ``\boxed 5`` or ``\boxed \pi``: a control word, or a run of
+# characters up to white space, ``$``, a brace or a backslash (``\boxed 50.`` boxes 50, like math-verify reads it)
+_BARE_ARG_RE = re.compile(r"\\[A-Za-z]+|[^\s$\\{}]+")
 
 
-def _first_box_span(text: str) -> tuple[int, int, int] | None:
-    """(start of ``\\boxed``, start of its content, index of its closing brace) of the first closed box."""
-    for match in _BOXED_RE.finditer(text):
-        depth = 1
-        for i in range(match.end(), len(text)):
-            c = text[i]
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    return match.start(), match.end(), i
-        return None  # the first box is still open: later boxes are nested in it or come after it
+def _first_box_span(text: str, final: bool = True) -> tuple[int, int, int, int] | None:
+    """(start of ``\\boxed``, start and end of its content, end of the box) of the first box, if it has closed.
+
+    A braced box ``\\boxed{…}`` closes with the brace that balances its opening one (escaped ``\\{``, ``\\}`` do not
+    count, so ``\\boxed{\\left\\{ x \\right.}`` closes); its content ends before that brace. A box without braces
+    (``\\boxed 5``) takes one bare argument (see ``_BARE_ARG_RE``, trailing ``.,;:`` dropped); it is closed once
+    something follows the argument, or, when ``final`` (the text is complete), at the end of the text.
+    """
+    for match in _BOX_COMMAND_RE.finditer(text):
+        begin = match.end()
+        if begin >= len(text):
+            return None  # nothing after the command yet
+        if text[begin] == "{":
+            depth, i = 1, begin + 1
+            while i < len(text):
+                c = text[i]
+                if c == "\\":
+                    i += 2  # an escaped character (\{, \}, \\) never opens or closes a group
+                    continue
+                if c == "{":
+                    depth += 1
+                elif c == "}":
+                    depth -= 1
+                    if depth == 0:
+                        return match.start(), begin + 1, i, i + 1
+                i += 1
+            return None  # the first box is still open: later boxes are nested in it or come after it
+        arg = _BARE_ARG_RE.match(text, begin)
+        if arg is None:
+            continue  # e.g. ``\boxed}``: not a box with an argument
+        if arg.end() == len(text) and not final:
+            return None  # the argument may still grow (``\boxed 5`` → ``\boxed 50``)
+        end = arg.end()
+        while end > begin + 1 and text[end - 1] in ".,;:":
+            end -= 1
+        return match.start(), begin, end, end
     return None
 
 
 def extract_boxed(text: str) -> str | None:
-    """Content of the first complete ``\\boxed{...}`` (braces balanced), or None when there is none."""
+    """Content of the first complete box of a finished text, or None when there is none.
+
+    ``\\boxed{...}`` (braces balanced), ``\\boxed {...}``, ``\\fbox{...}``, and a box without braces such as
+    ``\\boxed 5`` (content ``5``).
+    """
     span = _first_box_span(text)
     return None if span is None else text[span[1] : span[2]].strip()
 
 
 def boxed_closed(text: str) -> bool:
-    """Whether ``text`` contains a ``\\boxed{...}`` whose braces have closed."""
-    return _first_box_span(text) is not None
+    """Whether the first box of ``text``, a text that may still grow, has closed (see :func:`extract_boxed`)."""
+    return _first_box_span(text, final=False) is not None
 
 
 def truncate_after_boxed(text: str) -> str:
-    """``text`` up to and including the closing brace of its first box; unchanged when no box has closed."""
+    """A finished ``text`` up to the end of its first box (its closing brace); unchanged when no box has closed."""
     span = _first_box_span(text)
-    return text if span is None else text[: span[2] + 1]
+    return text if span is None else text[: span[3]]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -318,9 +349,10 @@ class BoxedStoppingCriteria(StoppingCriteria):
 
     Only the generated part is decoded. ``prompt_lengths`` (an int or one per row) gives where generation starts
     in ``input_ids``; by default it is taken from the first call of each ``generate`` (``input_ids`` then holds
-    the padded prompt plus one new token). A new ``generate`` call is recognised by ``input_ids`` not having grown
-    by exactly one token; :meth:`reset` makes it explicit. A row is decoded only on steps whose new token contains
-    ``}``, so the cost stays small. Returns a bool tensor of shape (batch,).
+    the padded prompt plus one new token). A new ``generate`` call is recognised by ``input_ids`` not being the
+    previous call's ``input_ids`` plus one token; :meth:`reset` makes it explicit. A row is decoded only on steps
+    whose new token contains ``}``, so the cost stays small (a box without braces, ``\\boxed 5``, is therefore seen
+    at the next such token). Returns a bool tensor of shape (batch,).
     """
 
     def __init__(self, tokenizer: Any, prompt_lengths: int | Sequence[int] | None = None) -> None:
@@ -332,15 +364,19 @@ class BoxedStoppingCriteria(StoppingCriteria):
         """Forget the previous ``generate`` call."""
         self._start: torch.Tensor | None = None
         self._done: torch.Tensor | None = None
-        self._last_len = -1
+        self._prev: torch.Tensor | None = None  # input_ids of the previous call
 
     def __call__(
         self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
     ) -> torch.BoolTensor:
         batch, length = input_ids.shape
+        prev = self._prev
         if (
-            self._done is None or length != self._last_len + 1 or len(self._done) != batch
-        ):  # a new generate call
+            self._done is None
+            or prev is None
+            or prev.shape != (batch, length - 1)
+            or not torch.equal(input_ids[:, :-1], prev)
+        ):  # a new generate call (a length check alone is fooled by a new prompt as long as the last text)
             if self.prompt_lengths is None:
                 self._start = torch.full((batch,), length - 1, dtype=torch.long)
             elif isinstance(self.prompt_lengths, int):
@@ -348,7 +384,7 @@ class BoxedStoppingCriteria(StoppingCriteria):
             else:
                 self._start = torch.as_tensor(list(self.prompt_lengths), dtype=torch.long)
             self._done = torch.zeros(batch, dtype=torch.bool)
-        self._last_len = length
+        self._prev = input_ids
         assert self._start is not None
         candidates = torch.isin(input_ids[:, -1].cpu(), _closing_token_ids(self.tokenizer)) & ~self._done
         for row in candidates.nonzero().flatten().tolist():

@@ -14,6 +14,7 @@ first token most significant (``LLLL = 0``, ``RRRR = 15``).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -71,8 +72,8 @@ class ToyTree:
         parse_leaf(self.target)
         if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n not in VALID_N:
             raise ValueError(f"n: expected one of {VALID_N}, got {self.n!r}")
-        if not self.r_neg < 0:  # also rejects NaN
-            raise ValueError(f"r_neg: expected a negative number, got {self.r_neg!r}")
+        if not (self.r_neg < 0 and math.isfinite(self.r_neg)):  # also rejects NaN and -inf
+            raise ValueError(f"r_neg: expected a finite negative number, got {self.r_neg!r}")
 
     @property
     def target_index(self) -> int:
