@@ -26,6 +26,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=sorted({1, cores}))
     parser.add_argument("--repeat", type=int, default=1)
     args, extra = parser.parse_known_args()
+    if args.repeat < 1 or min(args.workers) < 1:
+        parser.error("--repeat and --workers: expected positive integers")
     lgrpo = Path(sys.executable).with_name("lgrpo")
     print(f"cores available: {cores}; load average before: {os.getloadavg()[0]:.2f}")
     cells = None
