@@ -6,8 +6,10 @@ drift in machine load hits both alike. A step is everything from the start of on
 generation, rewards, λ weights and tree statistics, loss, backward, optimizer. The first ``--warmup`` steps are not
 timed. Target: lambda / uniform ≤ 1.02 (the paper's "negligible cost").
 
-It also times the one piece of work only the λ arm does, ``lambda_weights``, directly: on a busy machine that
-figure is steadier than the difference of two noisy step times.
+It also times the work only the λ arm does directly: ``lambda_weights``, plus the process sets they are computed from
+(``process_blocks``) when ``--no-prm-stats`` leaves them to the λ arm alone (with the ``prm/*`` statistics on, both
+arms compute the process sets). On a busy machine that figure is steadier than the difference of two noisy step
+times.
 
     python benchmarks/overhead.py                                   # tiny model on CPU (a minute or two)
     python benchmarks/overhead.py --device cuda --model-size 100m --group-size 16 --max-completion-length 1000
@@ -163,9 +165,20 @@ def run(model_dir: str, tok, dataset, a: argparse.Namespace, out_dir: str) -> di
         callbacks=[timer],
     )  # fmt: skip
     timer.trainer = trainer
-    with Timed(engine, "lambda_weights", cuda) as tw, Timed(engine, "tree_stats", cuda) as ts:
+    with (
+        Timed(engine, "process_blocks", cuda) as tb,
+        Timed(engine, "lambda_weights", cuda) as tw,
+        Timed(engine, "tree_stats", cuda) as ts,
+    ):
         trainer.train()
-    return {"times": timer.times, "lambda_weights_s": tw.seconds, "tree_stats_s": ts.seconds, "steps": total}
+    return {
+        "times": timer.times,
+        "process_blocks_s": tb.seconds,
+        "process_blocks_calls": tb.calls,
+        "lambda_weights_s": tw.seconds,
+        "tree_stats_s": ts.seconds,
+        "steps": total,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -228,13 +241,21 @@ def main(argv: list[str] | None = None) -> None:
     n_lambda = sum(
         (step // a.block) % 2 == 0 for step in range(res["steps"])
     )  # lambda steps, warm-up included
+    # The process sets (process_blocks) are computed once per generation batch and shared by the weights and the
+    # prm/* statistics: with the statistics on both arms compute them, with --no-prm-stats only the lambda arm does.
+    b_ms = 1e3 * res["process_blocks_s"] / max(res["process_blocks_calls"], 1)
     w_ms = 1e3 * res["lambda_weights_s"] / max(n_lambda, 1)
     s_ms = 1e3 * res["tree_stats_s"] / res["steps"]
+    extra = w_ms + (b_ms if a.no_prm_stats else 0.0)
     fastest = 1e3 * min(times["uniform"])
     print(
-        f"lambda_weights (the extra work of weighting='lambda'): {w_ms:.2f} ms per lambda step = "
-        f"{100 * w_ms / fastest:.3f}% of the fastest uniform step; tree_stats (prm/* metrics, both arms): "
-        f"{s_ms:.2f} ms/step"
+        f"process sets (process_blocks, {'lambda arm only' if a.no_prm_stats else 'both arms'}): {b_ms:.2f} ms per "
+        f"generation batch; lambda_weights from them: {w_ms:.2f} ms per lambda step; tree_stats (prm/* metrics, "
+        f"both arms): {s_ms:.2f} ms/step"
+    )
+    print(
+        f"extra work of weighting='lambda': {extra:.2f} ms per lambda step = {100 * extra / fastest:.3f}% of the "
+        "fastest uniform step"
     )
 
 

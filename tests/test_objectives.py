@@ -199,7 +199,7 @@ def test_clipping():
         ({"loss_type": "sapo"}, "loss_type"),
         ({"advantages": torch.zeros(3)}, "advantages"),
         ({"mask": torch.ones(2, 2, dtype=torch.bool)}, "mask"),
-        ({"mask": torch.tensor([[0, 1, 1], [1, 1, 1]])}, "mask"),
+        ({"mask": torch.tensor([[2, 1, 1], [1, 1, 1]])}, "mask"),
         ({"weights": torch.ones(2, 2)}, "weights"),
         ({"old_logp": torch.ones(3, 3)}, "old_logp"),
         ({"beta": 0.1}, "ref_logp"),
@@ -233,3 +233,12 @@ def test_policy_loss_on_device(device):
                 + 4 * 0.2213) / 31  # fmt: skip
     assert loss.item() == pytest.approx(by_hand, abs=1e-4)
     assert loss.device.type == torch.device(device).type
+
+
+def test_policy_loss_takes_a_mask_with_gaps():
+    """Tokens masked inside a completion (e.g. tool output) leave the loss and every denominator."""
+    logp = torch.zeros(2, 4)
+    adv = torch.tensor([1.0, -1.0])
+    mask = torch.tensor([[1, 0, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)
+    assert policy_loss(logp, adv, mask, loss_type="dapo").item() == pytest.approx((-3 + 2) / 5)
+    assert policy_loss(logp, adv, mask, loss_type="grpo").item() == pytest.approx((-1 + 1) / 2)

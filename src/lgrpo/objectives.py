@@ -111,7 +111,8 @@ def policy_loss(
     Args:
         logp: ``[B, T]`` log-probs of the sampled tokens under the current policy (carries the gradient).
         advantages: ``[B]`` (one per completion, GRPO) or ``[B, T]`` (per token, e.g. PRM-aware).
-        mask: ``[B, T]`` bool or 0/1, true on real completion tokens.
+        mask: ``[B, T]`` bool or 0/1, true on the tokens that enter the loss. Unlike the process-set functions it
+            need not be one contiguous run: an engine may mask tokens inside a completion (e.g. tool output).
         old_logp: ``[B, T]`` log-probs under the sampling policy; ``None`` means ``logp.detach()`` (μ = 1).
         ref_logp: ``[B, T]`` log-probs under the reference policy; required when ``beta != 0``.
         weights: ``[B, T]`` per-token weights (e.g. :func:`lambda_weights`); ``None`` means uniform.
@@ -151,10 +152,6 @@ def policy_loss(
         raise ValueError(f"max_completion_length: expected a positive integer, got {max_completion_length}")
     if mask.dtype != torch.bool and bool(((mask != 0) & (mask != 1)).any()):
         raise ValueError("mask: expected bool or 0/1 values")
-    if T > 1 and bool(((mask[:, 1:] != 0) & (mask[:, :-1] == 0)).any()):
-        raise ValueError(
-            "mask: each row must be one contiguous run of true values starting at position 0 (right padding)"
-        )
     m = mask.to(device=logp.device, dtype=logp.dtype)
 
     old = logp.detach() if old_logp is None else old_logp

@@ -371,7 +371,9 @@ class TreeStats:
         nonempty = self.path_depth > 0
         n = max(int(nonempty.sum()), 1)
         return {
-            f"{prefix}flat_fraction": float(self.group_flat.float().mean()) if self.group_flat.numel() else 0.0,
+            f"{prefix}flat_fraction": float(self.group_flat.float().mean())
+            if self.group_flat.numel()
+            else 0.0,
             f"{prefix}path_depth_mean": float(self.path_depth[nonempty].float().sum()) / n,
             f"{prefix}intermediate_proportion_mean": float(self.intermediate_proportion[nonempty].sum()) / n,
             f"{prefix}process_set_size_mean": float(self.process_set_size_mean[nonempty].sum()) / n,

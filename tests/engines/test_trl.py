@@ -218,6 +218,28 @@ def test_uniform_matches_stock_with_token_masks(pair, bias_correction):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize(("loss_type", "beta"), CASES)
+def test_uniform_matches_stock_with_tool_mask(pair, loss_type, beta):
+    """Tool-output tokens in the middle of a completion (TRL's ``tool_mask`` 0 there) leave the loss mask
+    non-contiguous: they are dropped from the loss and from TRL's denominators, as in stock TRL."""
+    stock, ours, batch = pair
+    uniform = {k: v for k, v in batch.items() if k != "lambda_weights"}
+    tool = torch.ones_like(batch["completion_mask"])
+    lengths = batch["completion_mask"].sum(1)
+    for row in range(0, tool.shape[0], 2):  # a 2-token tool result after the first token of every other row
+        if lengths[row] >= 4:
+            tool[row, 1:3] = 0
+    assert bool((tool == 0).any())
+    uniform["tool_mask"] = tool
+    set_options(stock, loss_type, beta)
+    set_options(ours, loss_type, beta)
+    ref_loss, ref_grads = loss_and_grads(stock, uniform)
+    loss, grads = loss_and_grads(ours, uniform)
+    assert loss == pytest.approx(ref_loss, rel=1e-5, abs=1e-7)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-7)
+
+
 def trl_denominator_factor(trainer, batch, loss_type: str) -> tuple[float | None, float]:
     """(normalizer for policy_loss, extra divisor), from TRL's documented aggregation for one micro-batch."""
     ga = trainer.current_gradient_accumulation_steps
@@ -335,6 +357,19 @@ def test_two_process_weights_match_one_process(tmp_path, tok):
     assert not torch.allclose(local, whole)
     # both ranks log the same whole-batch tree statistics
     assert ranks[0]["metrics"] == ranks[1]["metrics"] and "prm/path_depth_mean" in ranks[0]["metrics"]
+    # the rollout log holds every completion of both ranks once, in global order, with whole-batch group ids
+    lines = [json.loads(x) for x in (tmp_path / "rollouts.jsonl").read_text().splitlines()]
+    assert len(lines) == ids.shape[0]
+    assert [x["group"] for x in lines] == group.tolist() and {x["step"] for x in lines} == {1}
+    assert [x["prompt"] for x in lines] == ranks[0]["prompts"] + ranks[1]["prompts"]
+    for x, row, n in zip(lines, ids, mask.sum(1).tolist()):
+        assert x["completion_ids"] == row[:n].tolist()
+        assert x["reward"] == pytest.approx(reward_digits([x["prompt"]], [x["completion"]])[0])
+    for g in set(group.tolist()):
+        rewards = torch.tensor([x["reward"] for x in lines if x["group"] == g])
+        expected = (rewards - rewards.mean()) / (rewards.std() + 1e-4)
+        got_adv = torch.tensor([x["advantage"] for x in lines if x["group"] == g])
+        torch.testing.assert_close(got_adv, expected, rtol=1e-4, atol=1e-4)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -22,7 +22,14 @@ from lgrpo.engines.trl import LambdaGRPOConfig, LambdaGRPOTrainer
 def main(out: str) -> None:
     tok = build_tokenizer()
     args = LambdaGRPOConfig(
-        **base_args(out, per_device_train_batch_size=6, num_generations=4, top_k=2, max_completion_length=10)
+        **base_args(
+            out,
+            per_device_train_batch_size=6,
+            num_generations=4,
+            top_k=2,
+            max_completion_length=10,
+            rollout_log=True,
+        )
     )
     trainer = LambdaGRPOTrainer(
         model=build_model(tok),

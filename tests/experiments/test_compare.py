@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from lgrpo.experiments import compare as compare_mod
 from lgrpo.experiments.config import load_config
 
@@ -31,6 +33,10 @@ def test_compare_one_seed(tmp_path, monkeypatch, tiny):
     # a second call finds everything done and runs nothing
     monkeypatch.setattr(train_mod, "train", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-ran")))
     compare_mod.compare(cfg, tmp_path, n_seeds=1)
+    # a different config into the same directory is an error before any work, not a silent mix of runs
+    other = load_config(None, [*tiny, "rl.max_steps=3", "eval.every=0"])
+    with pytest.raises(ValueError, match=r"grpo-seed0.*rl\.max_steps"):
+        compare_mod.compare(other, tmp_path, n_seeds=1)
 
 
 def test_stats():

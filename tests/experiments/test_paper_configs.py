@@ -35,6 +35,7 @@ def test_paper_config_builds_the_right_grpo_config(name, tmp_path):
     assert isinstance(args, LambdaGRPOConfig)
     assert args.weighting == "lambda" and args.lambda_power == 1.0
     assert args.beta == beta
+    assert args.use_bias_correction_kl is False  # METHOD.md §4: the loss is P·A − D, the KL term not times P
     assert args.learning_rate == 1e-6 and args.weight_decay == 0.0
     assert args.optim == "adamw_torch" and args.lr_scheduler_type == "constant"
     assert args.num_generations == 6
@@ -87,3 +88,18 @@ def test_openrs_from_a_local_file(tmp_path):
     assert len(train) == 7 and len(held) == 3
     assert not {r["problem"] for r in train} & {r["problem"] for r in held}
     assert held[0]["answer"].startswith("\\boxed{")
+
+
+def test_openrs_answer_field_zero_and_missing_fields(tmp_path):
+    import json
+
+    from lgrpo.tasks.openrs import load_openrs
+
+    path = tmp_path / "openrs.jsonl"
+    rows = [{"problem": f"p{i}", "answer": i} for i in range(4)]  # answer 0 is an answer, not a missing one
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train, held = load_openrs(str(path), eval_size=1, seed=0)
+    assert sorted(r["answer"] for r in train + held) == ["0", "1", "2", "3"]
+    path.write_text(path.read_text() + json.dumps({"problem": "p4"}) + "\n")
+    with pytest.raises(RuntimeError, match=r"row 4"):
+        load_openrs(str(path), eval_size=1)

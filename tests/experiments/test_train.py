@@ -34,6 +34,11 @@ def test_default_yaml_is_the_embedded_default():
         ("model.hidden_size=30", "model.hidden_size"),
         ("rl=3", "rl"),
         ("rl.beta", "rl.beta"),
+        ("rl.beta=nan", "rl.beta"),
+        ("rl.learning_rate=.nan", "rl.learning_rate"),
+        ("rl.warmup_steps=-1", "rl.warmup_steps"),
+        ("rl.max_grad_norm=-1", "rl.max_grad_norm"),
+        ("data.n_terms=2", "data.train_size"),  # 4000 + 200 problems, only 100 distinct one-digit pairs
     ],
 )
 def test_bad_overrides_name_the_key(override, key):
@@ -62,6 +67,58 @@ def test_cli_errors_before_building_a_model(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit, match=r"rl\.weighting"):
         train_mod.run(args)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("rl.lr_scheduler_type=cosinus", "rl.lr_scheduler_type"),
+        ("rl.optim=adam", "rl.optim"),
+        pytest.param(
+            "rl.use_vllm=true",
+            "rl.use_vllm",
+            marks=pytest.mark.skipif(
+                __import__("importlib").util.find_spec("vllm") is not None, reason="vllm is installed"
+            ),
+        ),
+    ],
+)
+def test_trl_side_errors_name_the_key_before_any_work(tmp_path, monkeypatch, override, key):
+    """Values only TRL/transformers know (scheduler, optimizer, vLLM) fail naming the key, before the run
+    directory is written or a model is built."""
+
+    def boom(*a, **k):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(train_mod, "build_model", boom)
+    parser = __import__("argparse").ArgumentParser()
+    train_mod.add_arguments(parser)
+    args = parser.parse_args(["--out", str(tmp_path / "r"), override])
+    with pytest.raises(SystemExit, match=key.replace(".", r"\.")):
+        train_mod.run(args)
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_lora_target_fails_before_the_warm_start(tmp_path, monkeypatch, tiny):
+    monkeypatch.setattr(
+        train_mod, "sft", lambda *a, **k: (_ for _ in ()).throw(AssertionError("warm start ran"))
+    )
+    cfg = load_config(None, [*tiny, "model.lora_r=4", "model.lora_target_modules=q_proj,nosuch"])
+    with pytest.raises(ValueError, match=r"model\.lora_target_modules.*nosuch"):
+        train_mod.train(cfg, tmp_path / "r")
+    assert not (tmp_path / "r" / train_mod.CKPT_DIR).exists()  # a corrected rerun needs no --resume
+    ok = load_config(None, [*tiny, "model.lora_r=4", "model.lora_target_modules=q_proj, v_proj"])
+    train_mod.check_lora_targets(ok, train_mod.build_model(ok)[0])
+    assert set(train_mod.lora_config(ok).target_modules) == {"q_proj", "v_proj"}
+
+
+def test_resume_with_a_broken_saved_config_is_a_clear_error(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.yaml").write_text("rl:\n  bogus: 1\n")
+    parser = __import__("argparse").ArgumentParser()
+    train_mod.add_arguments(parser)
+    with pytest.raises(SystemExit, match=r"--resume.*config\.yaml.*rl\.bogus"):
+        train_mod.run(parser.parse_args(["--out", str(tmp_path / "r"), "--resume"]))
 
 
 def _lines(path: Path) -> list[dict]:
@@ -98,6 +155,37 @@ def test_train_writes_the_run_directory(tmp_path, tiny):
     assert (out / "sft" / train_mod.SFT_DONE).exists()
     with pytest.raises(ValueError, match="--resume"):
         train_mod.train(cfg, out)  # the directory holds a run
+
+
+def test_kl_without_warm_start_uses_the_initial_model_as_reference(tmp_path, tiny):
+    """β > 0 with a tiny model built from the config and no warm start: TRL needs a path to load the reference
+    model from; the run saves the initial policy and the KL term is measured against it."""
+    cfg = load_config(None, [*tiny, "sft.steps=0", "rl.beta=0.04", "rl.max_steps=1", "eval.every=0"])
+    out = tmp_path / "run"
+    train_mod.train(cfg, out)
+    lines = _lines(out / "metrics.jsonl")
+    assert "kl" in lines[1] and lines[1]["kl"] == pytest.approx(
+        0.0, abs=1e-6
+    )  # policy == reference at step 1
+    assert (out / train_mod.INIT_DIR / "config.json").exists()
+
+
+def test_rerun_over_an_unfinished_run_of_another_config_redoes_its_warm_start(tmp_path, tiny):
+    """An --out left by a run stopped before its first checkpoint (no checkpoints/, rollout log off) may be reused
+    without --resume; with another config its warm start and step-0 accuracy are not taken over."""
+    out = tmp_path / "run"
+    old = load_config(None, [*tiny, "sft.learning_rate=0.01"])
+    out.mkdir()
+    from lgrpo.experiments.config import dump_config
+
+    dump_config(old, out / train_mod.CONFIG)
+    (out / train_mod.SFT_DIR).mkdir()
+    (out / train_mod.SFT_DIR / train_mod.SFT_DONE).write_text("{}")  # a warm start of the old config
+    (out / train_mod.METRICS).write_text(json.dumps({"step": 0, "eval/accuracy": 0.123}) + "\n")
+    cfg = load_config(None, [*tiny, "rl.max_steps=1", "eval.every=0", "rl.rollout_log=false"])
+    summary = train_mod.train(cfg, out)
+    assert summary["accuracy_before"] != 0.123
+    assert json.loads((out / train_mod.SFT_DIR / train_mod.SFT_DONE).read_text())["steps"] == cfg.sft.steps
 
 
 def test_kill_and_resume(tmp_path, tiny):

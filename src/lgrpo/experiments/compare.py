@@ -4,7 +4,7 @@ Writes ``DIR/<arm>-seed<S>/`` (ordinary ``lgrpo train`` run directories), ``DIR/
 accuracy before/after as mean ± standard error over seeds, and per seed) and ``DIR/comparison.png`` (reward and
 held-out accuracy over steps, one colour per arm); both files are rewritten after every finished run. The warm start of
 a seed is computed once, in ``DIR/sft-seed<S>/``, and shared by both arms. Re-running the same command skips finished
-runs and resumes interrupted ones.
+runs and resumes interrupted ones; a run directory made with another config is an error.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import math
 import sys
 from pathlib import Path
 
-from lgrpo.experiments.config import TrainConfig, load_config
+from lgrpo.experiments.config import TrainConfig, load_config, to_dict
 from lgrpo.models import LoadError
 
 ARMS = {"grpo": "uniform", "lambda": "lambda"}
@@ -101,12 +101,49 @@ def plot(out: Path, seeds: list[int]) -> None:
     plt.close(fig)
 
 
+def _check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
+    """ValueError when ``run_dir`` holds a run (finished or not) whose saved config differs from ``cfg``."""
+    from lgrpo.experiments.train import CONFIG
+
+    path = run_dir / CONFIG
+    if not path.exists():
+        return
+    saved, given = _flat(to_dict(load_config(path))), _flat(to_dict(cfg))
+    diff = sorted(k for k in saved.keys() | given.keys() if saved.get(k) != given.get(k))
+    if diff:
+        changes = ", ".join(f"{k}: {saved.get(k)!r} -> {given.get(k)!r}" for k in diff)
+        raise ValueError(
+            f"--out: {run_dir} holds a run with another config ({changes}); "
+            "use another --out, or the options of that run to continue it"
+        )
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def compare(cfg: TrainConfig, out: str | Path, n_seeds: int = 3) -> dict:
     from lgrpo.experiments.train import CKPT_DIR, train
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     seeds = [cfg.seed + i for i in range(n_seeds)]
+    arm_cfgs = {
+        (s, arm): dataclasses.replace(cfg, seed=s, rl=dataclasses.replace(cfg.rl, weighting=weighting))
+        for s in seeds
+        for arm, weighting in ARMS.items()
+    }
+    for (
+        s,
+        arm,
+    ), arm_cfg in arm_cfgs.items():  # before any work: never resume or skip a run of another config
+        _check_same_config(out / f"{arm}-seed{s}", arm_cfg)
+    out.mkdir(parents=True, exist_ok=True)
     result = write_comparison(out, seeds, cfg) if any(out.glob("*-seed*/summary.json")) else {}
     for s in seeds:
         for arm, weighting in ARMS.items():
@@ -114,7 +151,7 @@ def compare(cfg: TrainConfig, out: str | Path, n_seeds: int = 3) -> dict:
             if (run_dir / "summary.json").exists():
                 print(f"{run_dir}: done, skipping", file=sys.stderr)
                 continue
-            arm_cfg = dataclasses.replace(cfg, seed=s, rl=dataclasses.replace(cfg.rl, weighting=weighting))
+            arm_cfg = arm_cfgs[(s, arm)]
             print(f"=== {arm} (weighting={weighting}), seed {s} -> {run_dir}", file=sys.stderr)
             resume = (run_dir / CKPT_DIR).exists() or (run_dir / "metrics.jsonl").exists()
             summary = train(arm_cfg, run_dir, resume=resume, sft_dir=out / f"sft-seed{s}")

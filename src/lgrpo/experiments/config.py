@@ -215,7 +215,7 @@ def _choice(key: str, value: Any, choices: tuple) -> None:
 
 
 def _positive(key: str, value: float, allow_zero: bool = False) -> None:
-    if value < 0 or (value == 0 and not allow_zero):
+    if value != value or value < 0 or (value == 0 and not allow_zero):  # value != value: NaN
         raise ValueError(
             f"config key {key!r}: expected a {'non-negative' if allow_zero else 'positive'} number, got {value!r}"
         )
@@ -244,6 +244,16 @@ def validate(cfg: TrainConfig) -> None:
             raise ValueError(f"config key 'data.digits': expected 1..6, got {d.digits}")
         _positive("data.train_size", d.train_size)
     _positive("data.eval_size", d.eval_size)
+    if d.task == "arithmetic":
+        space = (
+            10 if d.digits == 1 else 9 * 10 ** (d.digits - 1)
+        ) ** d.n_terms  # distinct sums of n_terms numbers
+        if d.train_size + d.eval_size > space:
+            raise ValueError(
+                f"config key 'data.train_size': {d.train_size} training + {d.eval_size} held-out problems "
+                f"(data.eval_size) exceed the {space} distinct sums of data.n_terms={d.n_terms} "
+                f"data.digits={d.digits} numbers"
+            )
     if d.task == "openrs" and m.name_or_path is None:
         raise ValueError("config key 'model.name_or_path': the openrs task needs a pretrained model")
     for k in ("steps", "warmup_steps"):
@@ -255,6 +265,8 @@ def validate(cfg: TrainConfig) -> None:
     _positive("rl.max_steps", r.max_steps)
     _positive("rl.learning_rate", r.learning_rate)
     _positive("rl.weight_decay", r.weight_decay, allow_zero=True)
+    _positive("rl.warmup_steps", r.warmup_steps, allow_zero=True)
+    _positive("rl.max_grad_norm", r.max_grad_norm, allow_zero=True)
     if r.num_generations < 2:
         raise ValueError(
             f"config key 'rl.num_generations': GRPO needs a group of at least 2, got {r.num_generations}"

@@ -33,6 +33,7 @@ ROLLOUTS = "rollouts.jsonl"
 SFT_DIR = "sft"  # the warm-started model
 SFT_DONE = "sft_done.json"  # written last: marks `sft/` complete
 CKPT_DIR = "checkpoints"
+INIT_DIR = "init"  # the initial policy, saved when it has no path for TRL to load the reference model from
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -266,10 +267,26 @@ def use_vllm(cfg: TrainConfig) -> bool:
 
 
 def build_grpo_config(cfg: TrainConfig, out_dir: str | Path):
-    """The ``LambdaGRPOConfig`` of a run (one optimizer step per generation batch of prompts × group)."""
+    """The ``LambdaGRPOConfig`` of a run (one optimizer step per generation batch of prompts × group).
+
+    Checks the settings that only TRL/transformers can (scheduler, optimizer, vLLM) first, naming the config key.
+    """
     import torch
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
 
     r = cfg.rl
+    for key, value, names in (
+        ("rl.lr_scheduler_type", r.lr_scheduler_type, [s.value for s in SchedulerType]),
+        ("rl.optim", r.optim, [o.value for o in OptimizerNames]),
+    ):
+        if value not in names:
+            raise ValueError(f"config key {key!r}: expected one of {', '.join(names)}; got {value!r}")
+    if r.use_vllm == "true" and importlib.util.find_spec("vllm") is None:
+        raise ValueError(
+            "config key 'rl.use_vllm': 'true' but vllm is not installed (pip install 'trl[vllm]'), "
+            "or use rl.use_vllm=auto"
+        )
     batch = r.prompts_per_step * r.num_generations
     micro = r.micro_batch_size or batch
     cuda = torch.cuda.is_available()
@@ -305,6 +322,7 @@ def _lambda_grpo_config(cfg: TrainConfig, out_dir, batch: int, micro: int, cuda:
         top_k=r.top_k,
         max_completion_length=r.max_completion_length,
         beta=r.beta,
+        use_bias_correction_kl=False,  # METHOD.md §1/§4: the KL term is D, not P·D (TRL's default multiplies by P)
         epsilon=r.epsilon,
         loss_type=r.loss_type,
         scale_rewards=r.scale_rewards,
@@ -333,7 +351,9 @@ def lora_config(cfg: TrainConfig):
 
     m = cfg.model
     targets = (
-        m.lora_target_modules if m.lora_target_modules == "all-linear" else m.lora_target_modules.split(",")
+        m.lora_target_modules
+        if m.lora_target_modules == "all-linear"
+        else [t.strip() for t in m.lora_target_modules.split(",")]
     )
     return LoraConfig(
         r=m.lora_r,
@@ -342,6 +362,22 @@ def lora_config(cfg: TrainConfig):
         target_modules=targets,
         task_type="CAUSAL_LM",
     )
+
+
+def check_lora_targets(cfg: TrainConfig, model) -> None:
+    """ValueError naming ``model.lora_target_modules`` when a listed module name matches no module of ``model``."""
+    m = cfg.model
+    if m.lora_r == 0 or m.lora_target_modules == "all-linear":
+        return
+    names = [n for n, _ in model.named_modules()]
+    targets = [t.strip() for t in m.lora_target_modules.split(",")]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        leaves = sorted({n.rsplit(".", 1)[-1] for n in names if n})
+        raise ValueError(
+            f"config key 'model.lora_target_modules': no module named {', '.join(missing)} in the model "
+            f"(module names: {', '.join(leaves)}; or all-linear)"
+        )
 
 
 def _metrics_callback(path: Path, task: Task, tokenizer, cfg: TrainConfig, eval_log: dict):
@@ -419,6 +455,14 @@ def _link_rollouts(out: Path, done: int) -> None:
     link.symlink_to(Path("..") / ROLLOUTS)
 
 
+def _saved_config(out: Path) -> dict | None:
+    """The config saved in a run directory, as a dict; None when it no longer loads."""
+    try:
+        return to_dict(load_config(out / CONFIG))
+    except ValueError:
+        return None
+
+
 def last_checkpoint(out_dir: Path) -> Path | None:
     ckpts = [p for p in (out_dir / CKPT_DIR).glob("checkpoint-*") if (p / "trainer_state.json").exists()]
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
@@ -440,6 +484,10 @@ def train(
         summary = json.loads(summary_path.read_text())
         print(f"{out}: already complete", file=sys.stderr)
         return summary
+    grpo_args = build_grpo_config(cfg, out)  # validates the TRL side before anything is written or built
+    # Not resuming, over an unfinished run (one stopped before its first checkpoint) of *another* config: its warm
+    # start and its step-0 accuracy belong to that config and are redone, not reused.
+    stale = not resume and (out / CONFIG).exists() and _saved_config(out) != to_dict(cfg)
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / CONFIG)
 
@@ -450,23 +498,30 @@ def train(
     threads = set_threads(cfg)
     transformers.set_seed(cfg.seed)
     transformers.logging.set_verbosity_error()
-    grpo_args = build_grpo_config(cfg, out)  # validates the TRL side before any model is built
 
     sft_path = Path(sft_dir) if sft_dir is not None else out / SFT_DIR
     model, tokenizer = build_model(cfg)
+    check_lora_targets(cfg, model)  # PEFT would only tell when the trainer is built, after the warm start
     task = build_task(cfg, tokenizer)
     if task.sft_pairs and cfg.sft.steps > 0:
-        if (sft_path / SFT_DONE).exists():
+        if (sft_path / SFT_DONE).exists() and not (stale and sft_dir is None):
             print(f"warm start: reusing {sft_path}", file=sys.stderr)
         else:
             sft(model, tokenizer, task, cfg, sft_path)
         model, tokenizer = load_sft(sft_path, cfg)
+    if cfg.rl.beta != 0.0 and cfg.model.lora_r == 0 and not getattr(model.config, "_name_or_path", ""):
+        # TRL loads the β > 0 reference model from the policy's path; a policy built from a config has none, so
+        # give it one: the initial weights, saved (deterministic in the seed, so a resumed run rebuilds the same).
+        init_path = out / INIT_DIR
+        model.save_pretrained(init_path)
+        tokenizer.save_pretrained(init_path)
+        model, tokenizer = load_sft(init_path, cfg)
     if cfg.rl.stop_after_boxed:
         stop_after_boxed(model, tokenizer)
 
     ckpt = last_checkpoint(out) if resume else None
     done = int(ckpt.name.split("-")[-1]) if ckpt is not None else 0
-    lines = [line for line in _read_metrics(metrics_path) if line["step"] <= done]
+    lines = [] if stale else [line for line in _read_metrics(metrics_path) if line["step"] <= done]
     _write_metrics(metrics_path, lines)  # drop what a killed run logged past its last checkpoint
     if cfg.rl.rollout_log:
         _link_rollouts(out, done)
@@ -569,7 +624,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.resume and (out / CONFIG).exists():
         # a resumed run continues with its own config; command-line values must agree with it
-        saved = load_config(out / CONFIG)
+        try:
+            saved = load_config(out / CONFIG)
+        except ValueError as e:
+            raise SystemExit(f"lgrpo train: error: --resume: {out / CONFIG} does not load: {e}") from None
         given = (
             args.config
             or args.overrides

@@ -74,7 +74,14 @@ def load_openrs(
     source = f"data.path={path!r}" if path else f"dataset {hub_id!r}"
     if not rows or "problem" not in rows[0] or not ({"solution", "answer"} & set(rows[0])):
         raise LoadError(f"{source}: expected rows with fields 'problem' and 'solution' (or 'answer')")
-    items = [{"problem": r["problem"], "answer": str(r.get("answer") or r["solution"])} for r in rows]
+    items = []
+    for i, r in enumerate(rows):
+        answer = r.get("answer")
+        if answer is None or answer == "":  # an answer of 0 is an answer
+            answer = r.get("solution")
+        if r.get("problem") is None or answer is None:
+            raise LoadError(f"{source}: row {i} lacks 'problem' or both 'solution' and 'answer'")
+        items.append({"problem": r["problem"], "answer": str(answer)})
     if eval_size >= len(items):
         raise LoadError(f"{source} has {len(items)} rows; data.eval_size={eval_size} leaves none to train on")
     order = list(range(len(items)))
