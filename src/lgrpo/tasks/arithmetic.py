@@ -81,7 +81,7 @@ def splits(
 
 
 def exact_answer(completion: str) -> str | None:
-    """The boxed answer of a completion, stripped, or None when no ``\\boxed{}`` closes."""
+    """The first boxed answer of a completion (``\\boxed{…}`` or a bare ``\\boxed 5``), stripped; None when none."""
     from lgrpo.tasks.math_answers import extract_boxed
 
     boxed = extract_boxed(completion)
