@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lgrpo.jsonl import parse_line
+
 __all__ = [
     "ROLLOUTS_FILE",
     "GroupBatch",
@@ -77,15 +79,7 @@ def find_rollouts(run_dir: str | os.PathLike[str]) -> Path:
 
 
 def _parse(line: str, lineno: int, path: Path) -> dict[str, Any]:
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(rec, dict):
-        raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-    missing = [k for k in REQUIRED_FIELDS if k not in rec]
-    if missing:
-        raise ValueError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+    rec = parse_line(line, lineno, path, REQUIRED_FIELDS)
     step = rec["step"]
     if isinstance(step, bool) or not isinstance(step, int):
         raise ValueError(f"{path}:{lineno}: `step` must be an integer, got {step!r}")

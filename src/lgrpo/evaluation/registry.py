@@ -7,10 +7,11 @@ use; they were checked against published loading code, not by downloading (this 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
+
+from lgrpo.jsonl import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -60,32 +61,6 @@ def _answer_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # AMC23 stores 27 as 27.0
     return str(value).strip()
-
-
-def read_jsonl(path: str, required: tuple[str, ...], label: str = "") -> list[dict[str, Any]]:
-    """The objects of a JSONL file, checking every line for JSON and the ``required`` fields before returning.
-
-    Errors name ``label`` (e.g. the flag that gave the file), the file and the line.
-    """
-    where = f"{label} {path}".strip()
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict):
-                raise ValueError(f"{where}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            missing = [k for k in required if k not in obj]
-            if missing:
-                raise ValueError(
-                    f"{where}:{lineno}: missing field(s) {', '.join(missing)} (need {', '.join(required)})"
-                )
-            rows.append(obj)
-    return rows
 
 
 def _from_local(bench: Benchmark, path: str) -> list[dict[str, str]]:

@@ -12,7 +12,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from lgrpo.evaluation.registry import BENCHMARKS, read_jsonl
+from lgrpo.evaluation.registry import BENCHMARKS
+from lgrpo.jsonl import read_jsonl
 from lgrpo.tasks.math_answers import verify
 
 
