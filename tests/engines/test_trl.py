@@ -19,7 +19,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the suite runs with --import-mode=importlib: make trl_helpers importable
 
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
-from trl_helpers import base_args, build_dataset, build_model, build_tokenizer, reward_digits  # noqa: E402
+from trl_helpers import (  # noqa: E402
+    base_args,
+    build_dataset,
+    build_model,
+    build_tokenizer,
+    build_trainer,
+    reward_digits,
+)
 
 from lgrpo.engines.trl import LambdaGRPOConfig, LambdaGRPOTrainer  # noqa: E402
 from lgrpo.objectives import LOSS_TYPES, lambda_weights, policy_loss  # noqa: E402
@@ -156,25 +163,13 @@ def test_config_defaults(tmp_path):
 def test_trainer_rejects_unsupported_options(tmp_path, tok, kwargs, name):
     args = LambdaGRPOConfig(**base_args(str(tmp_path), **kwargs))
     with pytest.raises(ValueError, match=name):
-        LambdaGRPOTrainer(
-            model=build_model(tok),
-            reward_funcs=reward_digits,
-            args=args,
-            train_dataset=build_dataset(),
-            processing_class=tok,
-        )
+        build_trainer(tok, args)
 
 
 def test_trainer_rejects_plain_config_with_unsupported_loss(tmp_path, tok):
     args = GRPOConfig(**base_args(str(tmp_path), loss_type="sapo"))
     with pytest.raises(ValueError, match="loss_type"):
-        LambdaGRPOTrainer(
-            model=build_model(tok),
-            reward_funcs=reward_digits,
-            args=args,
-            train_dataset=build_dataset(),
-            processing_class=tok,
-        )
+        build_trainer(tok, args)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -378,13 +373,7 @@ def test_two_process_weights_match_one_process(tmp_path, tok):
 
 def test_train_writes_rollouts_and_prm_metrics(tmp_path, tok):
     args = LambdaGRPOConfig(**base_args(str(tmp_path), rollout_log=True, top_k=3))
-    trainer = LambdaGRPOTrainer(
-        model=build_model(tok),
-        reward_funcs=reward_digits,
-        args=args,
-        train_dataset=build_dataset(),
-        processing_class=tok,
-    )
+    trainer = build_trainer(tok, args)
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logs) == 2
@@ -419,13 +408,7 @@ def test_weights_follow_rows_through_buffering(tmp_path, tok):
     args = LambdaGRPOConfig(
         **base_args(str(tmp_path), steps_per_generation=2, num_iterations=2, max_steps=4, top_k=2)
     )
-    trainer = LambdaGRPOTrainer(
-        model=build_model(tok),
-        reward_funcs=reward_digits,
-        args=args,
-        train_dataset=build_dataset(),
-        processing_class=tok,
-    )
+    trainer = build_trainer(tok, args)
     generated, seen = [], []
     gen, loss_fn = trainer._generate_and_score_completions, trainer._compute_loss
 
@@ -457,13 +440,7 @@ def test_weights_follow_rows_through_buffering(tmp_path, tok):
 
 def test_uniform_stores_no_weights_and_can_skip_stats(tmp_path, tok):
     args = LambdaGRPOConfig(**base_args(str(tmp_path), weighting="uniform", log_prm_stats=False, max_steps=1))
-    trainer = LambdaGRPOTrainer(
-        model=build_model(tok),
-        reward_funcs=reward_digits,
-        args=args,
-        train_dataset=build_dataset(),
-        processing_class=tok,
-    )
+    trainer = build_trainer(tok, args)
     trainer.model.train()
     batch = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
     assert "lambda_weights" not in batch
@@ -478,13 +455,7 @@ def test_truncated_completions_stay_in_process_sets_and_log(tmp_path, tok):
             str(tmp_path), mask_truncated_completions=True, rollout_log=True, top_k=2, max_completion_length=4
         )
     )
-    trainer = LambdaGRPOTrainer(
-        model=build_model(tok),
-        reward_funcs=reward_digits,
-        args=args,
-        train_dataset=build_dataset(),
-        processing_class=tok,
-    )
+    trainer = build_trainer(tok, args)
     trainer.model.train()
     torch.manual_seed(0)
     batch = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
@@ -500,10 +471,7 @@ def test_truncated_completions_stay_in_process_sets_and_log(tmp_path, tok):
 
 def test_evaluate_uses_weights_and_logs_prm_metrics(tmp_path, tok):
     args = LambdaGRPOConfig(**base_args(str(tmp_path), per_device_eval_batch_size=4, top_k=2))
-    trainer = LambdaGRPOTrainer(
-        model=build_model(tok), reward_funcs=reward_digits, args=args, train_dataset=build_dataset(),
-        eval_dataset=build_dataset(4, seed=1), processing_class=tok,
-    )  # fmt: skip
+    trainer = build_trainer(tok, args, eval_dataset=build_dataset(4, seed=1))
     seen = []
     loss_fn = trainer._compute_loss
 
@@ -528,13 +496,7 @@ def test_rollout_groups_stay_unique_when_one_step_sees_several_generation_batche
             steps_per_generation=1,
         )
     )
-    trainer = LambdaGRPOTrainer(
-        model=build_model(tok),
-        reward_funcs=reward_digits,
-        args=args,
-        train_dataset=build_dataset(),
-        processing_class=tok,
-    )
+    trainer = build_trainer(tok, args)
     trainer.train()
     lines = [json.loads(x) for x in (tmp_path / "rollouts.jsonl").read_text().splitlines()]
     assert {x["step"] for x in lines} == {1}

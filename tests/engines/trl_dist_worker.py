@@ -14,9 +14,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from trl_helpers import base_args, build_dataset, build_model, build_tokenizer, reward_digits
+from trl_helpers import base_args, build_tokenizer, build_trainer
 
-from lgrpo.engines.trl import LambdaGRPOConfig, LambdaGRPOTrainer
+from lgrpo.engines.trl import LambdaGRPOConfig
 
 
 def main(out: str) -> None:
@@ -31,13 +31,7 @@ def main(out: str) -> None:
             rollout_log=True,
         )
     )
-    trainer = LambdaGRPOTrainer(
-        model=build_model(tok),
-        reward_funcs=reward_digits,
-        args=args,
-        train_dataset=build_dataset(),
-        processing_class=tok,
-    )
+    trainer = build_trainer(tok, args)
     acc = trainer.accelerator
     assert acc.num_processes == 2, f"expected 2 processes, got {acc.num_processes}"
     trainer.model.train()

@@ -61,6 +61,20 @@ def reward_digits(prompts: list[str], completions: list[str], **_: Any) -> list[
     return [sum(c.isdigit() or c == "=" for c in s) / max(len(s), 1) for s in completions]
 
 
+def build_trainer(tok: PreTrainedTokenizerFast, args: Any, **kwargs: Any) -> Any:
+    """A ``LambdaGRPOTrainer`` on the tiny model, the digit reward and the prompt dataset of this module."""
+    from lgrpo.engines.trl import LambdaGRPOTrainer
+
+    return LambdaGRPOTrainer(
+        model=build_model(tok),
+        reward_funcs=reward_digits,
+        args=args,
+        train_dataset=build_dataset(),
+        processing_class=tok,
+        **kwargs,
+    )
+
+
 def base_args(output_dir: str, **overrides: Any) -> dict[str, Any]:
     args: dict[str, Any] = dict(
         output_dir=output_dir,
