@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lgrpo.examples import paper_example
+from lgrpo.examples import PAPER_INTERMEDIATE, PAPER_PATH_DEPTHS, PAPER_SET_SIZES, paper_example
 from lgrpo.objectives import group_advantages
 from lgrpo.process import (
     ProcessTree,
@@ -139,16 +139,8 @@ def test_process_tree_nodes_partition_tokens_and_agree_with_sizes(batch):
 def test_paper_example_number_for_number():
     ex = paper_example()
     sizes = process_set_sizes(ex.ids, ex.mask, ex.group)
-    expected = [
-        [2, 2, 1, 1],
-        [2, 2, 1, 1, 1, 1],
-        [3, 3, 3, 1],
-        [3, 3, 3, 2, 2, 1, 1],
-        [3, 3, 3, 2, 2, 1],
-        [1, 1, 1, 1],
-    ]
-    for i, row in enumerate(expected):
-        assert sizes[i, : len(row)].tolist() == row
+    for i, row in enumerate(PAPER_SET_SIZES):
+        assert sizes[i, : len(row)].tolist() == list(row)
         assert sizes[i, len(row) :].eq(0).all()
 
     r = ex.rewards
@@ -171,8 +163,8 @@ def test_paper_example_number_for_number():
             )
 
     stats = tree_stats(ex.ids, ex.mask, ex.group)
-    assert stats.path_depth.tolist() == [2, 2, 2, 3, 3, 1]
-    assert stats.intermediate_proportion.tolist() == pytest.approx([2 / 4, 2 / 6, 3 / 4, 5 / 7, 5 / 6, 0.0])
+    assert stats.path_depth.tolist() == list(PAPER_PATH_DEPTHS)
+    assert stats.intermediate_proportion.tolist() == pytest.approx(PAPER_INTERMEDIATE)
     assert not stats.flat.any()
     assert tree.to_dict()["children"][0]["size"] == 2
 

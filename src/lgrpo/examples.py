@@ -9,6 +9,18 @@ from torch import Tensor
 
 PAPER_COMPLETIONS = ("ABCD", "ABEFHI", "JKLM", "JKLNQST", "JKLNQU", "VWYZ")
 PAPER_REWARDS = (0.5, 0.5, 1.0, 0.0, 0.0, 0.5)
+# METHOD.md §7's reference values for this group, per completion: |λ| of each token, path depth and intermediate
+# proportion (written out from the paper's table, not computed, so that tests can check the code against them)
+PAPER_SET_SIZES = (
+    (2, 2, 1, 1),
+    (2, 2, 1, 1, 1, 1),
+    (3, 3, 3, 1),
+    (3, 3, 3, 2, 2, 1, 1),
+    (3, 3, 3, 2, 2, 1),
+    (1, 1, 1, 1),
+)
+PAPER_PATH_DEPTHS = (2, 2, 2, 3, 3, 1)
+PAPER_INTERMEDIATE = (2 / 4, 2 / 6, 3 / 4, 5 / 7, 5 / 6, 0.0)
 
 
 @dataclass

@@ -14,20 +14,15 @@ from hypothesis import strategies as st
 from lgrpo.analysis.analyze import analyze_log
 from lgrpo.analysis.rollouts import iter_step_blocks
 from lgrpo.cli import main
-from lgrpo.examples import PAPER_COMPLETIONS, PAPER_REWARDS
+from lgrpo.examples import (
+    PAPER_COMPLETIONS,
+    PAPER_INTERMEDIATE,
+    PAPER_PATH_DEPTHS,
+    PAPER_REWARDS,
+    PAPER_SET_SIZES,
+)
 
 PAPER = list(zip(PAPER_COMPLETIONS, PAPER_REWARDS))  # METHOD.md §7
-# METHOD.md §7, per completion: path depth, intermediate proportion, per-token |λ|
-PAPER_DEPTH = [2, 2, 2, 3, 3, 1]
-PAPER_INTER = [2 / 4, 2 / 6, 3 / 4, 5 / 7, 5 / 6, 0.0]
-PAPER_SIZES = [
-    [2, 2, 1, 1],
-    [2, 2, 1, 1, 1, 1],
-    [3, 3, 3, 1],
-    [3, 3, 3, 2, 2, 1, 1],
-    [3, 3, 3, 2, 2, 1],
-    [1, 1, 1, 1],
-]
 FLAT = [("AB", 1.0), ("CD", 0.0), ("EF", 0.0)]  # distinct first tokens: a flat tree
 
 
@@ -68,9 +63,9 @@ def step1_lines(step=1):
 
 
 def expected_step0():
-    depth = [*PAPER_DEPTH, 1, 1, 1]
-    inter = [*PAPER_INTER, 0.0, 0.0, 0.0]
-    sizes = [sum(s) / len(s) for s in PAPER_SIZES] + [1.0, 1.0, 1.0]
+    depth = [*PAPER_PATH_DEPTHS, 1, 1, 1]
+    inter = [*PAPER_INTERMEDIATE, 0.0, 0.0, 0.0]
+    sizes = [sum(s) / len(s) for s in PAPER_SET_SIZES] + [1.0, 1.0, 1.0]
     rewards = [r for _, r in PAPER] + [r for _, r in FLAT]
     return {
         "groups": 2,
