@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lgrpo-installed
 
-.PHONY: demo test lint install clean toy bench
+.PHONY: demo test lint install clean toy bench smollm2
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The real pretrained model used by tests and benchmarks (SmolLM2-135M-Instruct GGUF, ~98 MB, cached).
+smollm2: $(STAMP)
+	$(BIN)/python -m lgrpo.assets
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/process_sets.py

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -18,3 +20,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             ),
         ]
         metafunc.parametrize("device", params)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SMOLLM2_TOKENIZER = FIXTURES / "smollm2_tokenizer"
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2-135M-Instruct's real BPE tokenizer and chat template, saved as a fixture (no weights needed)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(SMOLLM2_TOKENIZER)
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """Path of the real SmolLM2-135M-Instruct GGUF file (fetched once into the cache; `make smollm2`).
+
+    Fails, never skips, when it cannot be had: the real-model path must stay proven.
+    """
+    from lgrpo.assets import fetch_smollm2
+
+    try:
+        return fetch_smollm2()
+    except RuntimeError as err:
+        pytest.fail(f"the real model is needed and could not be fetched: {err}")
