@@ -1,0 +1,322 @@
+"""Tree packing: the layout against brute force, and packed vs padded log-probs, losses and gradients.
+
+The reference is the ordinary padded batch (left-padded prompts + right-padded completions, one forward over all
+rows, log-softmax of each completion token's previous position), computed here independently of lgrpo.packing.
+Tolerance: 1e-5 relative (float32).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lgrpo.objectives import policy_loss
+from lgrpo.packing import check_packable, model_attention_mask, pack_groups, packed_logps, packing_pays
+
+RTOL = 1e-5
+
+# ----------------------------------------------------------------------------------------------------------------
+# helpers: build batches, the padded reference
+
+
+def make_batch(prompts: list[list[int]], completions: list[list[int]], pad: int = 0):
+    """Left-padded prompts ``[B, P]`` and right-padded completions ``[B, T]`` with their masks."""
+    P = max(len(p) for p in prompts)
+    T = max(max((len(c) for c in completions), default=1), 1)
+    B = len(prompts)
+    pid, pm = torch.full((B, P), pad), torch.zeros(B, P, dtype=torch.long)
+    cid, cm = torch.full((B, T), pad), torch.zeros(B, T, dtype=torch.long)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        if p:
+            pid[i, P - len(p) :], pm[i, P - len(p) :] = torch.tensor(p), 1
+        if c:
+            cid[i, : len(c)], cm[i, : len(c)] = torch.tensor(c), 1
+    return pid, pm, cid, cm
+
+
+def padded_logps(model, pid, pm, cid, cm, temperature: float = 1.0):
+    """The padded batch's per-token log-probs ``[B, T]`` and entropies (what TRL computes), 0 on padding."""
+    ids = torch.cat([pid, cid], 1)
+    att = torch.cat([pm, cm], 1)
+    logits = model(input_ids=ids, attention_mask=att, use_cache=False).logits.float() / temperature
+    T = cid.shape[1]
+    logsm = torch.log_softmax(logits[:, -T - 1 : -1], -1)
+    logp = logsm.gather(-1, cid[:, :, None])[..., 0] * cm
+    ent = -(logsm.exp() * logsm).sum(-1) * cm
+    return logp, ent
+
+
+def tiny(arch: str = "qwen2", attn: str = "sdpa", vocab: int = 64, seed: int = 0, **extra):
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
+
+    cls = {
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+        "llama": (LlamaConfig, LlamaForCausalLM),
+        "mistral": (MistralConfig, MistralForCausalLM),
+    }[arch]
+    cfg = cls[0](
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        attn_implementation=attn,
+        **extra,
+    )
+    torch.manual_seed(seed)
+    return cls[1](cfg).eval()
+
+
+def random_groups(rng: random.Random, vocab: int, n_groups: int, k: int, max_len: int):
+    """Groups with shared prefixes, duplicates, strict prefixes, one-token and empty completions."""
+    prompts, comps = [], []
+    for _ in range(n_groups):
+        prompt = [rng.randrange(1, vocab) for _ in range(rng.randint(1, 5))]
+        stem = [rng.randrange(1, vocab) for _ in range(rng.randint(0, max_len))]
+        group = []
+        for _ in range(k):
+            kind = rng.random()
+            if kind < 0.2 and group:
+                c = list(rng.choice(group))  # duplicate
+            elif kind < 0.3 and group and rng.choice(group):
+                c = rng.choice(group)[: rng.randint(1, len(rng.choice(group)) or 1)]  # strict prefix
+            elif kind < 0.4:
+                c = [rng.randrange(1, vocab)]  # one token
+            else:
+                cut = rng.randint(0, len(stem))
+                c = stem[:cut] + [rng.randrange(1, vocab) for _ in range(rng.randint(0, max_len - cut))]
+            group.append(c[:max_len])
+        prompts += [prompt] * k
+        comps += group
+    order = list(range(len(prompts)))
+    rng.shuffle(order)  # rows of a group need not be adjacent
+    return [prompts[i] for i in order], [comps[i] for i in order]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# layout vs brute force
+
+
+def check_layout(prompts, comps, row_tokens=None):
+    pid, pm, cid, cm = make_batch(prompts, comps)
+    packed = pack_groups(pid, pm, cid, cm, row_tokens=row_tokens)
+    R, N = packed.input_ids.shape
+    ok = packed.allowed()[:, 0]
+    flat_ids, flat_pos = packed.input_ids.flatten(), packed.position_ids.flatten()
+    # unique tokens: one per distinct (prompt, completion prefix), one per distinct prompt token
+    prefixes = {(tuple(p), tuple(c[: t + 1])) for p, c in zip(prompts, comps) for t in range(len(c))}
+    prompt_tokens = sum(len(p) for p in {tuple(p) for p in prompts})
+    assert packed.packed_tokens == len(prefixes) + prompt_tokens
+    assert packed.unpacked_tokens == sum(len(p) + len(c) for p, c in zip(prompts, comps))
+    node_of = {}
+    for i, (p, c) in enumerate(zip(prompts, comps)):
+        # the prompt's columns: the tokens of the context of t = 0
+        r = int(packed.context_index[i, 0]) // N if c else None
+        for t in range(len(c)):
+            n = int(packed.token_index[i, t])
+            assert node_of.setdefault((tuple(p), tuple(c[: t + 1])), n) == n  # same prefix, same node
+            assert int(flat_ids[n]) == c[t] and int(flat_pos[n]) == len(p) + t
+            ctx = int(packed.context_index[i, t])
+            if t:
+                assert ctx == int(packed.token_index[i, t - 1])
+            else:
+                assert int(flat_ids[ctx]) == p[-1] and int(flat_pos[ctx]) == len(p) - 1
+            # query (i, t) sees exactly its prompt and its own prefix
+            assert n // N == r
+            seen = set(torch.nonzero(ok[r, n % N]).flatten().tolist())
+            cols = {int(packed.token_index[i, s]) % N for s in range(t + 1)}
+            prompt_cols = set(
+                range(
+                    int(packed.context_index[i, 0]) % N - len(p) + 1, int(packed.context_index[i, 0]) % N + 1
+                )
+            )
+            assert seen == cols | prompt_cols
+            assert [int(flat_ids[r * N + x]) for x in sorted(prompt_cols)] == p
+    assert len(set(node_of.values())) == len(node_of)
+    # padding columns see themselves only
+    used = torch.zeros(R * N, dtype=torch.bool)
+    used[packed.token_index[packed.mask]] = True
+    used[packed.context_index[packed.mask]] = True
+    for r in range(R):
+        for x in range(N):
+            if int(packed.end[r, x]) == x + 1 and not used[r * N + x]:
+                row = ok[r, x]
+                assert bool(row[x]) and int(row[: x + 1].sum()) >= 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), n_groups=st.integers(1, 4), k=st.integers(1, 6), max_len=st.integers(1, 7))
+def test_layout_matches_brute_force(seed, n_groups, k, max_len):
+    rng = random.Random(seed)
+    prompts, comps = random_groups(rng, 5, n_groups, k, max_len)
+    if all(not c for c in comps):
+        comps[0] = [1]
+    check_layout(prompts, comps, row_tokens=rng.choice([None, 12, 40]))
+
+
+def test_layout_by_hand():
+    # one group; completions 1 2 3 / 1 2 4 / 1 2 / 5: unique nodes in DFS preorder 1,2,3,4,5 after the prompt 9 9
+    pid, pm, cid, cm = make_batch([[9, 9]] * 4, [[1, 2, 3], [1, 2, 4], [1, 2], [5]])
+    packed = pack_groups(pid, pm, cid, cm)
+    assert packed.input_ids.tolist() == [[9, 9, 1, 2, 3, 4, 5]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 4, 4, 2]]
+    assert packed.end.tolist() == [[7, 7, 6, 6, 5, 6, 7]]
+    assert packed.token_index.tolist() == [[2, 3, 4], [2, 3, 5], [2, 3, 0], [6, 0, 0]]
+    assert packed.context_index.tolist() == [[1, 2, 3], [1, 2, 3], [1, 2, 0], [1, 0, 0]]
+    assert packed.unique_token_fraction == 7 / (8 + 9)
+
+
+def test_pack_groups_rejects_bad_input():
+    pid, pm, cid, cm = make_batch([[1, 2], [3]], [[1], [2]])
+    pack_groups(pid, torch.tensor([[1, 0], [0, 1]]), cid, cm)  # any contiguous run is a prompt
+    with pytest.raises(ValueError, match="empty prompt"):
+        pack_groups(pid, torch.zeros_like(pm), cid, cm)
+    with pytest.raises(ValueError, match="prompt_mask"):
+        pack_groups(torch.zeros(2, 3, dtype=torch.long), torch.tensor([[1, 0, 1], [1, 1, 1]]), cid, cm)
+    with pytest.raises(ValueError, match="prompt_ids"):
+        pack_groups(pid[:1], pm[:1], cid, cm)
+    with pytest.raises(ValueError, match="mask"):
+        pack_groups(pid, pm, cid, torch.tensor([[0], [1]])[:, [0, 0]])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# packed == padded: log-probs, loss, gradients
+
+
+def assert_close(a, b, what):
+    scale = b.abs().max().clamp(min=1e-6)
+    err = float(((a - b).abs().max() / scale).detach())
+    assert err <= RTOL, f"{what}: relative error {err:.2e} > {RTOL}"
+
+
+def loss_of(logp, cm, old, adv):
+    return policy_loss(logp, adv, cm, old_logp=old, loss_type="grpo", epsilon_low=0.1, epsilon_high=0.1)
+
+
+def compare(model, prompts, comps, temperature=1.0, row_tokens=None):
+    pid, pm, cid, cm = make_batch(prompts, comps)
+    params = [p for p in model.parameters() if p.requires_grad]
+    ref, ref_ent = padded_logps(model, pid, pm, cid, cm, temperature)
+    gen = torch.Generator().manual_seed(1)
+    old = (ref.detach() + 0.05 * torch.randn(ref.shape, generator=gen)) * cm
+    adv = torch.randn(cid.shape[0], generator=gen)
+    ref_loss = loss_of(ref, cm, old, adv)
+    ref_grads = torch.autograd.grad(ref_loss, params)
+
+    packed = pack_groups(pid, pm, cid, cm, row_tokens=row_tokens)
+    logp, ent = packed_logps(model, packed, cid, temperature=temperature, compute_entropy=True)
+    loss = loss_of(logp, cm, old, adv)
+    grads = torch.autograd.grad(loss, params)
+    assert_close(logp, ref, "log-probs")
+    assert_close(ent, ref_ent, "entropies")
+    assert_close(loss, ref_loss, "loss")
+    for (name, _), g, rg in zip(
+        [(n, p) for n, p in model.named_parameters() if p.requires_grad], grads, ref_grads
+    ):
+        assert_close(g, rg, f"grad {name}")
+    return packed
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_equals_padded(arch, attn):
+    model = tiny(arch, attn)
+    prompts, comps = random_groups(random.Random(3), 64, 3, 5, 12)
+    packed = compare(model, prompts, comps, temperature=0.7, row_tokens=64)
+    assert packed.input_ids.shape[0] < 3  # several groups share a packed row
+    assert packed.unique_token_fraction < 1
+
+
+def test_real_tokenizer_groups(smollm2_tokenizer):
+    tok = smollm2_tokenizer
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    q1 = enc(tok.apply_chat_template([{"role": "user", "content": "What is 2+3?"}], tokenize=False))
+    q2 = enc("Compute 17 * 3. Think step by step.")
+    eos = tok.eos_token_id
+    g1 = [
+        "2 + 3 = 5, so the answer is \\boxed{5}.",
+        "2 + 3 = 5, so the answer is \\boxed{5}.",  # duplicate
+        "2 + 3 = 6, so the answer is \\boxed{6}.",
+        "5",  # one token (no EOS appended at odd indices)
+        "2 + 3",  # strict prefix
+    ]
+    g2 = ["17 * 3 = 51.", "17 * 3 = 51. Done", "17 * 3 is 51", "51"]
+    comps = [enc(s) + ([eos] if i % 2 == 0 else []) for i, s in enumerate(g1 + g2)]
+    assert any(len(c) == 1 for c in comps)
+    prompts = [q1] * len(g1) + [q2] * len(g2)
+    model = tiny("qwen2", "sdpa", vocab=len(tok))
+    packed = compare(model, prompts, comps)
+    assert packed.unique_token_fraction < 0.6
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "mistral"])
+def test_sliding_window(arch):
+    # qwen2: layer 1 slides (the dict mask); mistral: every layer slides (one windowed mask)
+    extra = {"use_sliding_window": True, "max_window_layers": 1} if arch == "qwen2" else {}
+    model = tiny(arch, "sdpa", sliding_window=3, **extra)
+    if arch == "qwen2":
+        assert isinstance(model_attention_mask(model, pack_groups(*make_batch([[1]], [[2]]))), dict)
+    prompts, comps = random_groups(random.Random(5), 64, 2, 4, 10)
+    compare(model, prompts, comps)
+    # the window matters: the same model without it gives other log-probs
+    pid, pm, cid, cm = make_batch(prompts, comps)
+    packed = pack_groups(pid, pm, cid, cm)
+    windowless = packed_logps(model, packed, cid, mask_arg=packed.attention_mask(torch.bool))[0]
+    assert float((windowless - padded_logps(model, pid, pm, cid, cm)[0]).abs().max().detach()) > 1e-4
+
+
+def test_lora():
+    peft = pytest.importorskip("peft")
+    model = tiny("qwen2", "sdpa")
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    for name, p in lora.named_parameters():  # non-zero B so the adapter changes the outputs
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    prompts, comps = random_groups(random.Random(7), 64, 2, 4, 8)
+    compare(lora, prompts, comps)
+    with lora.disable_adapter():  # the reference policy
+        pid, pm, cid, cm = make_batch(prompts, comps)
+        ref = padded_logps(lora, pid, pm, cid, cm)[0]
+        got = packed_logps(lora, pack_groups(pid, pm, cid, cm), cid)[0]
+        assert_close(got, ref, "reference (adapter disabled)")
+
+
+def test_check_packable():
+    check_packable(tiny("qwen2"))
+    with pytest.raises(ValueError, match="attn_implementation"):
+        m = tiny("llama")
+        m.config._attn_implementation = "flash_attention_2"
+        check_packable(m)
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    with pytest.raises(ValueError, match="rotary"):
+        check_packable(GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=16)))
+    m = tiny("qwen2")
+    m.config.rope_parameters = {"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 1, 1]}
+    with pytest.raises(ValueError, match="3D"):
+        check_packable(m)
+
+
+def test_packing_pays_and_budget():
+    model = tiny("qwen2")
+    shared = [[1] * 40 + [2 + i] for i in range(8)]
+    pid, pm, cid, cm = make_batch([[5, 6]] * 8, shared)
+    packed = pack_groups(pid, pm, cid, cm)
+    assert packing_pays(packed, (8, 2 + 41), model)
+    assert not packing_pays(packed, (8, 2 + 41), model, mask_budget_bytes=10)
+    distinct = [[(i * 7 + t) % 60 + 1 for t in range(41)] for i in range(8)]  # nothing shared
+    pid, pm, cid, cm = make_batch([[5, 6]] * 8, distinct)
+    assert not packing_pays(pack_groups(pid, pm, cid, cm), (8, 2 + 41), model)
