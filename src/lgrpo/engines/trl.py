@@ -13,7 +13,10 @@ What changes against stock GRPO (METHOD.md §6), and where:
    Being a ``[B, T]`` tensor of the batch dict, they are shuffled and split with the rest, so ``num_iterations > 1``
    and ``steps_per_generation > 1`` reuse them. The ``prm/*`` tree statistics and the rollout log come from the same
    gathered batch.
-2. ``_compute_loss``: the per-token loss is :func:`lgrpo.objectives.policy_loss` with those weights (policy and KL
+2. ``_get_per_token_logps_and_entropies`` (only with ``tree_packing=True``): the policy, old-policy and reference
+   log-probs are computed over each group's process tree, every shared token once (:mod:`lgrpo.packing`), and
+   returned as TRL's ``[B, T]`` tensors, so the loss below is unchanged.
+3. ``_compute_loss``: the per-token loss is :func:`lgrpo.objectives.policy_loss` with those weights (policy and KL
    term both weighted) and TRL's own denominator for the loss type, so ``weighting="uniform"`` is stock GRPO.
 """
 
@@ -39,6 +42,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from lgrpo.objectives import LOSS_TYPES, lambda_weights, policy_loss
+from lgrpo.packing import check_packable, pack_groups, packed_logps, packing_pays
 from lgrpo.process import process_blocks, tree_stats
 
 __all__ = ["WEIGHTINGS", "LambdaGRPOConfig", "LambdaGRPOTrainer"]
@@ -62,6 +66,11 @@ class LambdaGRPOConfig(GRPOConfig):
         log_prm_stats: log ``prm/flat_fraction``, ``prm/path_depth_mean``, ``prm/intermediate_proportion_mean`` and
             ``prm/process_set_size_mean`` for every generation batch.
         rollout_log: append one JSON line per completion to ``<output_dir>/rollouts.jsonl`` (docs/rollout_log.md).
+        tree_packing: compute log-probs over each group's process tree, every shared token once (docs/tree_packing.md).
+            Exact; each model call falls back to the padded batch when packing is predicted slower or its dense mask
+            would exceed ``tree_packing_mask_budget_gb``.
+        tree_packing_always: pack every call, even where predicted slower (tests, benchmarks).
+        tree_packing_mask_budget_gb: the largest dense tree mask (all packed rows, bool for sdpa, float for eager).
     """
 
     weighting: str = field(
@@ -76,7 +85,22 @@ class LambdaGRPOConfig(GRPOConfig):
         default=False, metadata={"help": "Write one JSON line per completion to <output_dir>/rollouts.jsonl."}
     )
 
+    tree_packing: bool = field(
+        default=False,
+        metadata={"help": "Compute log-probs over each group's process tree (exact; docs/tree_packing.md)."},
+    )
+    tree_packing_always: bool = field(
+        default=False, metadata={"help": "Pack every model call, even where packing is predicted slower."}
+    )
+    tree_packing_mask_budget_gb: float = field(
+        default=1.0, metadata={"help": "Largest dense tree mask in GB; larger batches run unpacked."}
+    )
+
     def __post_init__(self) -> None:
+        if not (self.tree_packing_mask_budget_gb > 0):
+            raise ValueError(
+                f"tree_packing_mask_budget_gb: expected a positive number, got {self.tree_packing_mask_budget_gb!r}"
+            )
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting: expected one of {WEIGHTINGS}, got {self.weighting!r}")
         try:
@@ -134,6 +158,9 @@ class LambdaGRPOTrainer(GRPOTrainer):
         self.rollout_log = bool(getattr(self.args, "rollout_log", False))
         self._last_rewards_per_func: Tensor | None = None
         self._rollout_step, self._rollout_groups_logged = -1, 0
+        self.tree_packing = bool(getattr(self.args, "tree_packing", False))
+        if self.tree_packing:
+            self._check_tree_packing()
 
     # ----------------------------------------------------------------------------------------------------------
     # generation batch: weights, tree statistics, rollout log
@@ -150,7 +177,7 @@ class LambdaGRPOTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         need_weights = self.weighting == "lambda" and self.lambda_power != 0.0
         need_log = self.rollout_log and mode == "train"
-        if not (need_weights or self.log_prm_stats or need_log):
+        if not (need_weights or self.log_prm_stats or need_log or self.tree_packing):
             return batch
 
         ids = batch["completion_ids"]
@@ -162,6 +189,10 @@ class LambdaGRPOTrainer(GRPOTrainer):
             w = lambda_weights(all_ids, all_mask, group, self.lambda_power, blocks=blocks)  # [N, T_max]
             rank = self.accelerator.process_index
             batch["lambda_weights"] = w[rank * local_rows : (rank + 1) * local_rows, :local_len]
+        if self.tree_packing:
+            self._metrics[mode]["packing/unique_token_fraction"].append(
+                _unique_token_fraction(batch["prompt_mask"], all_mask, group, blocks.sizes, self.accelerator)
+            )
         if self.log_prm_stats:
             for name, value in tree_stats(all_ids, all_mask, group, blocks=blocks).summary().items():
                 self._metrics[mode][name].append(value)
@@ -234,6 +265,82 @@ class LambdaGRPOTrainer(GRPOTrainer):
                     "advantage": advantage,
                 }
                 f.write(json.dumps(line) + "\n")
+
+    # ----------------------------------------------------------------------------------------------------------
+    # tree packing: log-probs over each group's process tree
+
+    def _check_tree_packing(self) -> None:
+        """Refuse, before any work, what tree packing cannot compute exactly."""
+        for which, m in (("model", self.model), ("ref_model", self.ref_model)):
+            if m is not None:
+                try:
+                    check_packable(self.accelerator.unwrap_model(m))
+                except ValueError as e:
+                    raise ValueError(f"tree_packing=True: {which}: {e}") from None
+        if self.aux_loss_enabled:
+            raise ValueError(
+                "tree_packing=True: the MoE router aux loss counts every padded token; it cannot be packed"
+            )
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        **kwargs,
+    ):
+        """TRL's method, computed over process trees when ``tree_packing`` is on: ``([B, T], [B, T] | None, None)``.
+
+        The rows that share a prompt within the call form one tree. In TRL's generation batch the ``k`` completions
+        of a prompt are adjacent, so the old-policy and reference passes see whole groups (chunked by whole groups
+        into about ``batch_size`` rows); the loss pass sees the micro-batch TRL cut from a shuffled batch, so with
+        ``steps_per_generation > 1`` only the members of a group that landed in the same micro-batch share.
+        """
+        multimodal = any(v is not None for k, v in kwargs.items() if k != "compute_aux_loss")
+        if not self.tree_packing or multimodal or kwargs.get("compute_aux_loss"):
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, **kwargs
+            )
+        T = logits_to_keep
+        prompt_ids, prompt_mask = input_ids[:, :-T], attention_mask[:, :-T]
+        ids, mask = input_ids[:, -T:], attention_mask[:, -T:].bool()
+        if T > 1 and bool((mask[:, 1:] & ~mask[:, :-1]).any()):  # not a right-padded completion: do not guess
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, **kwargs
+            )
+        mode = "train" if self.model.training else "eval"
+        unwrapped = self.accelerator.unwrap_model(model)
+        budget = float(self.args.tree_packing_mask_budget_gb) * 2**30
+        chunks = _whole_group_chunks(prompt_ids, prompt_mask, batch_size or input_ids.shape[0])
+        logps, entropies = [], []
+        for rows in chunks:
+            packed = pack_groups(prompt_ids[rows], prompt_mask[rows], ids[rows], mask[rows])
+            use = self.args.tree_packing_always or packing_pays(
+                packed, (len(rows), input_ids.shape[1]), unwrapped, mask_budget_bytes=budget
+            )
+            self._metrics[mode]["packing/packed_fraction"].append(float(use))
+            if use:
+                with self.accelerator.autocast():
+                    lp, ent = packed_logps(
+                        model,
+                        packed,
+                        ids[rows],
+                        temperature=self.temperature,
+                        compute_entropy=compute_entropy,
+                    )
+            else:
+                lp, ent, _ = super()._get_per_token_logps_and_entropies(
+                    model, input_ids[rows], attention_mask[rows], T, None, compute_entropy
+                )
+            logps.append(lp)
+            entropies.append(ent)
+        back = torch.argsort(torch.cat(chunks))  # chunks hold whole groups: put the rows back in TRL's order
+        logp = torch.cat(logps)[back]
+        entropy = torch.cat(entropies)[back] if compute_entropy else None
+        return logp, entropy, None
 
     # ----------------------------------------------------------------------------------------------------------
     # loss
@@ -383,6 +490,50 @@ class LambdaGRPOTrainer(GRPOTrainer):
         self._metrics[mode]["clip_ratio/high_max"].append(
             nanmax(self.accelerator.gather(seq_mean(high))).item()
         )
+
+
+def _unique_token_fraction(
+    prompt_mask: Tensor, mask: Tensor, group: Tensor, sizes: Tensor, accelerator
+) -> float:
+    """Unique tokens / all tokens of the generation batch (prompt + completion): what tree packing runs over.
+
+    Every node of a group's tree is shared by ``|λ(i,t)|`` rows and a prompt by the ``k`` rows of its group, so the
+    unique count is ``Σ_i P_i / k_g(i) + Σ_it 1 / |λ(i,t)|``. ``mask``, ``group``, ``sizes`` cover all processes.
+    """
+    plen = prompt_mask.sum(1).float()
+    if accelerator.num_processes > 1:
+        plen = accelerator.gather(plen)
+    k = torch.bincount(group)[group].float()
+    unique = (plen / k).sum() + (mask.float() / sizes.clamp(min=1)).sum()
+    return float(unique / (plen.sum() + mask.sum()).clamp(min=1))
+
+
+def _whole_group_chunks(prompt_ids: Tensor, prompt_mask: Tensor, size: int) -> list[Tensor]:
+    """Row indices of the batch in chunks of whole groups (rows with equal prompts), about ``size`` rows each.
+
+    A group larger than ``size`` is one chunk. Groups are taken in the order of their first row (a loop over groups).
+    """
+    key = torch.where(prompt_mask.bool(), prompt_ids, torch.full_like(prompt_ids, -1))
+    _, group = torch.unique(key, dim=0, return_inverse=True)
+    order = torch.argsort(group.reshape(-1), stable=True)
+    counts = torch.bincount(group.reshape(-1)).tolist()
+    first = torch.full((len(counts),), group.numel(), dtype=torch.long, device=group.device)
+    first = first.scatter_reduce(
+        0, group.reshape(-1), torch.arange(group.numel(), device=group.device), "amin"
+    )
+    starts = [0, *torch.cumsum(torch.tensor(counts), 0).tolist()]
+    chunks: list[Tensor] = []
+    current: list[Tensor] = []
+    n = 0
+    for g in torch.argsort(first).tolist():
+        if current and n + counts[g] > size:
+            chunks.append(torch.cat(current))
+            current, n = [], 0
+        current.append(order[starts[g] : starts[g + 1]])
+        n += counts[g]
+    if current:
+        chunks.append(torch.cat(current))
+    return chunks
 
 
 def _prompt_text(prompt: Any) -> str:
