@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,8 @@ from lgrpo.tasks.math_answers import (
     MathReward,
     boxed_closed,
     extract_boxed,
+    gold_problem,
+    normalize_upright,
     truncate_after_boxed,
     verify,
 )
@@ -44,7 +47,6 @@ def test_system_prompt_is_the_papers():
         ("\\fbox{7}", "7"),
         ("no box here", None),
         ("\\boxed{unclosed {x}", None),
-        ("\\boxed{}", ""),
         # escaped braces never open or close the box
         ("\\boxed{\\left\\{ x \\right.} done", "\\left\\{ x \\right."),
         ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
@@ -62,6 +64,14 @@ def test_system_prompt_is_the_papers():
 def test_extract_boxed(text, expected):
     assert extract_boxed(text) == expected
     assert boxed_closed(text) == (expected is not None)
+
+
+@pytest.mark.parametrize("text", ["\\boxed{}", "so \\boxed{ } and \\boxed{3}", "\\fbox{}"])
+def test_an_empty_box_is_no_answer(text):
+    # the box has closed (generation stops there) but it holds no answer; later boxes do not count
+    assert boxed_closed(text)
+    assert extract_boxed(text) is None
+    assert verify(text, "0") == (0.0, "no_answer")
 
 
 def test_a_bare_box_at_the_end_of_a_text():
@@ -108,14 +118,49 @@ def test_a_closed_box_stays_closed_as_the_text_grows(text):
 
 def test_fixture_is_large_and_mixed():
     assert len(CASES) >= 25
-    assert {c["correct"] for c in CASES} == {True, False}
+    assert {c["correct"] for c in CASES} == {True, False, None}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["kind"] for c in CASES])
 def test_verify_known_verdicts(case):
-    score, err = verify(case["completion"], case["gold"])
-    assert err is None
+    # correct: true/false is the verdict; null marks a gold that cannot be scored (reward NaN, whatever the answer)
+    score, tag = verify(case["completion"], case["gold"])
+    if case["correct"] is None:
+        assert math.isnan(score) and tag.startswith("unscorable: ")
+        assert gold_problem(case["gold"]) is not None
+        return
+    assert gold_problem(case["gold"]) is None
+    assert tag == (None if extract_boxed(case["completion"]) is not None else "no_answer")
     assert score == (1.0 if case["correct"] else 0.0)
+
+
+def test_verify_takes_the_gold_second():
+    # math-verify's verify(gold, target) is asymmetric: a gold inequality accepts an interval, not the reverse
+    assert verify("\\boxed{(1, 2)}", "1 < x < 2").score == 1.0
+    assert verify("\\boxed{1 < x < 2}", "(1, 2)").score == 0.0
+
+
+def test_normalize_upright():
+    assert normalize_upright("1 - \\frac{1}{\\mathrm{e}}") == "1 - \\frac{1}{e}"
+    assert normalize_upright("3+4\\mathrm{i} + {\\rm e} + \\operatorname{d}x") == "3+4i + e + dx"
+    assert normalize_upright("\\operatorname{sin} x + \\mathrm{lcm}(2,3)") == "\\sin x + \\lcm(2,3)"
+    assert normalize_upright("\\mathrm{kg} + \\operatorname{sgn}(x) + \\text{(E)}") == (
+        "\\mathrm{kg} + \\operatorname{sgn}(x) + \\text{(E)}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("gold", "why"),
+    [
+        ("", "empty"),
+        ("  ", "empty"),
+        ("see the figure", "not mathematics"),
+        ("The answer is in the table", "not mathematics"),
+        ("\\operatorname{sgn}(x)", "cannot parse"),
+    ],
+)
+def test_gold_problem_names_the_reason(gold, why):
+    assert why in gold_problem(gold)
 
 
 @pytest.mark.parametrize("answer", PATHOLOGICAL)
@@ -147,7 +192,7 @@ def test_verify_from_threads():
     assert [s for s, _ in results] == [float(i % 2) for i in range(16)]
 
 
-def test_math_reward_scores_and_counts():
+def test_math_reward_scores_and_logs_shares():
     reward = MathReward(timeout=1.0)
     assert reward.__name__ == "math_reward"
     completions = [
@@ -155,12 +200,29 @@ def test_math_reward_scores_and_counts():
         [{"role": "assistant", "content": "so \\boxed{\\frac{1}{2}}"}],  # conversational TRL completions
         "\\boxed{5}",
         f"\\boxed{{{PATHOLOGICAL[0]}}}",
+        "\\boxed{}",
+        "\\boxed{1}",
+        "no box at all",
+        "\\boxed{2}",
     ]
-    scores = reward(prompts=["p"] * 4, completions=completions, answer=["4", "0.5", "6", "7"])
-    assert scores == [1.0, 1.0, 0.0, 0.0]
-    metrics = reward.metrics()
-    assert set(metrics) == {"reward/verify_errors", "reward/verify_timeouts"}
-    assert metrics["reward/verify_timeouts"] == 1 and metrics["reward/verify_errors"] == 0
+    golds = ["4", "0.5", "6", "7", "1", "see the figure", "2", "2"]
+    logged: dict[str, list[float]] = {}
+    scores = reward(
+        prompts=["p"] * 8,
+        completions=completions,
+        answer=golds,
+        log_metric=lambda name, value: logged.setdefault(name, []).append(value),  # as TRL passes it
+    )
+    assert scores[:5] == [1.0, 1.0, 0.0, 0.0, 0.0] and math.isnan(scores[5]) and scores[6:] == [0.0, 1.0]
+    assert logged == {
+        "reward/unscorable": [1 / 8],
+        "reward/no_answer": [2 / 8],
+        "reward/verify_timeouts": [1 / 8],
+        "reward/verify_errors": [0.0],
+    }
+    assert reward(prompts=None, completions=["\\boxed{3}"], answer=["3"]) == [1.0]  # outside TRL: no log_metric
+    with pytest.raises(ValueError, match="timeout"):
+        MathReward(timeout=0)
 
 
 class _Force(LogitsProcessor):

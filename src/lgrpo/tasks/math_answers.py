@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import re
 import select
@@ -25,7 +26,7 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 SYSTEM_PROMPT = "Let's think step by step and output the final answer within \\boxed{}."
 
@@ -76,13 +77,14 @@ def _first_box_span(text: str, final: bool = True) -> tuple[int, int, int, int] 
 
 
 def extract_boxed(text: str) -> str | None:
-    """Content of the first complete box of a finished text, or None when there is none.
+    """Content of the first complete box of a finished text, or None when there is none or it is empty.
 
     ``\\boxed{...}`` (braces balanced), ``\\boxed {...}``, ``\\fbox{...}``, and a box without braces such as
     ``\\boxed 5`` (content ``5``).
     """
     span = _first_box_span(text)
-    return None if span is None else text[span[1] : span[2]].strip()
+    content = None if span is None else text[span[1] : span[2]].strip()
+    return content or None  # an empty box, ``\\boxed{}``, gives no answer
 
 
 def boxed_closed(text: str) -> bool:
@@ -101,24 +103,147 @@ def truncate_after_boxed(text: str) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 
+# Upright letters and operator names that math-verify 0.9 misreads: it turns ``\\mathrm{e}`` into ``\\text{e}``
+# and then drops a trailing ``\\text{…}`` as if it were a unit, so ``3+4\\mathrm{i}`` reads as ``3+4`` and
+# ``1-\\frac{1}{\\mathrm{e}}`` as the stub ``1 - \\frac{1}{``; ``\\operatorname{sin} x`` does not parse at all.
+_UPRIGHT_LETTER_RE = re.compile(
+    r"\\(?:mathrm|textrm|mathup|operatorname|text|rm)\s*\{\s*([eid])\s*\}|\{\s*\\rm\s+([eid])\s*\}"
+)
+# operator names that LaTeX (and so latex2sympy) also spells as a command of their own
+_KNOWN_OPERATORS = [
+    "arcsin",
+    "arccos",
+    "arctan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "coth",
+    "sin",
+    "cos",
+    "tan",
+    "cot",
+    "sec",
+    "csc",
+    "log",
+    "ln",
+    "lg",
+    "exp",
+    "det",
+    "gcd",
+    "lcm",
+    "max",
+    "min",
+    "deg",
+    "arg",
+]
+_UPRIGHT_OPERATOR_RE = re.compile(
+    r"\\(?:operatorname|mathrm|textrm|mathup)\s*\{\s*(" + "|".join(_KNOWN_OPERATORS) + r")\s*\}"
+)
+
+
+def normalize_upright(latex: str) -> str:
+    """``latex`` with upright constants and operator names written the way math-verify reads them.
+
+    ``\\mathrm{e}``, ``\\mathrm{i}``, ``\\mathrm{d}`` (also ``\\operatorname``, ``\\textrm``, ``\\text``, ``{\\rm e}``) become
+    ``e`` (Euler's number), ``i`` (the imaginary unit), ``d`` (as in ``dx``); ``\\operatorname{sin}`` and the like
+    become ``\\sin``. Other letters and names are left alone.
+    """
+    latex = _UPRIGHT_LETTER_RE.sub(lambda m: m.group(1) or m.group(2), latex)
+    return _UPRIGHT_OPERATOR_RE.sub(lambda m: "\\" + m.group(1), latex)
+
+
 def _as_latex(answer: str) -> str:
     """Wrap a bare answer so that math-verify's LaTeX extractor reads it whole."""
     # `\$` is a currency sign, not math mode: "\$12" means 12 (math-verify would otherwise find no answer)
-    answer = answer.replace("\\$", "").strip()
+    answer = normalize_upright(answer.replace("\\$", "").strip())
     if _BOXED_RE.search(answer) or "$" in answer:
         return answer
     return "\\boxed{" + answer + "}"
 
 
+# A word of three or more letters outside any LaTeX command: math-verify reads "see the figure" as the product
+# s·e·e·t·h·…, which any reordering of its letters equals. Text inside ``\\text{…}`` is read as one symbol, and
+# known unit words are dropped, so those are left to math-verify.
+_TEXT_GROUP_RE = re.compile(r"\\(?:text|textbf|textit|mbox|mathrm|textrm|operatorname|begin|end)\s*\{[^{}]*\}")
+_COMMAND_RE = re.compile(r"\\[A-Za-z]+")
+_WORD_RE = re.compile(r"[A-Za-z]{3,}")
+
+
+def _prose_word(gold: str) -> str | None:
+    bare = _COMMAND_RE.sub(" ", _TEXT_GROUP_RE.sub(" ", normalize_upright(gold)))
+    match = _WORD_RE.search(bare)
+    return None if match is None else match.group(0)
+
+
+def _gold_problem_in_process(gold: str) -> str | None:
+    """Why ``gold`` cannot be scored (it is prose, or math-verify reads only part of it, or none), else None."""
+    from math_verify import parse
+
+    word = _prose_word(gold)
+    if word is not None:
+        return f"not mathematics (the word {word!r})"
+    parsed = parse(_as_latex(gold), parsing_timeout=None)  # type: ignore[arg-type]
+    if not parsed or isinstance(parsed[0], str):
+        return "math-verify cannot parse it"
+    read = parsed[-1] if isinstance(parsed[-1], str) else ""
+    if read.count("{") != read.count("}"):  # math-verify kept a stub of the answer, such as `1 - \frac{1}{`
+        return f"math-verify reads only {read!r} of it"
+    return None
+
+
+def _is_exact(x: Any) -> bool:
+    """Whether a parsed answer is an exact number: no decimals, no free symbols (rationals, powers, roots, π, e…)."""
+    import sympy
+
+    return isinstance(x, sympy.Expr) and not x.free_symbols and not x.has(sympy.Float) and bool(x.is_number)
+
+
+def _exactly_equal(a: Any, b: Any) -> bool:
+    """Equality of two exact numbers, decided by exact arithmetic (math-verify compares them after rounding to 15
+    digits *absolutely*, so ``2^{-99}`` equals ``2^{-98}`` there)."""
+    import sympy
+
+    diff = sympy.simplify(a.doit() - b.doit())
+    if diff.is_zero is not None:
+        return bool(diff.is_zero)
+    # simplify could not decide: equal when they agree to 60 significant digits (relative, never absolute)
+    scale = max(abs(sympy.N(a, 80)), abs(sympy.N(b, 80)))
+    return bool(abs(sympy.N(diff, 80)) <= scale * sympy.Float(10) ** -60)
+
+
+def _install_exact_comparison() -> None:
+    """Route math-verify's numeric comparison of two exact numbers to :func:`_exactly_equal`.
+
+    math-verify calls ``grader.sympy_numeric_eq`` for every pair of numbers it compares, also inside tuples, sets,
+    intervals and equations; decimals keep math-verify's documented rounding (``1/3`` equals ``0.333333``).
+    """
+    from math_verify import grader
+
+    numeric_eq = grader.sympy_numeric_eq
+    if getattr(numeric_eq, "_lgrpo_exact", False):
+        return
+
+    def exact_or_numeric_eq(a: Any, b: Any, float_rounding: int, numeric_precision: int) -> bool:
+        if _is_exact(a) and _is_exact(b):
+            return _exactly_equal(a, b)
+        return numeric_eq(a, b, float_rounding, numeric_precision)
+
+    exact_or_numeric_eq._lgrpo_exact = True  # type: ignore[attr-defined]
+    grader.sympy_numeric_eq = exact_or_numeric_eq
+
+
 def _verify_in_process(pred: str, gold: str) -> bool:
-    """math-verify on two answer strings, with no time limit (the caller bounds it)."""
+    """math-verify on two answer strings, with no time limit (the caller bounds it). ``gold`` is checked first with
+    :func:`_gold_problem_in_process`."""
     from math_verify import parse
     from math_verify import verify as mv_verify
 
+    _install_exact_comparison()
     gold_parsed = parse(_as_latex(gold), parsing_timeout=None)  # type: ignore[arg-type]
     pred_parsed = parse(_as_latex(pred), parsing_timeout=None)  # type: ignore[arg-type]
     if not gold_parsed or not pred_parsed:
         return False
+    # math-verify's verify(gold, target) is asymmetric: a gold inequality accepts an interval, not the reverse
     return bool(mv_verify(gold_parsed, pred_parsed, timeout_seconds=None))
 
 
@@ -146,7 +271,10 @@ def _limit_worker() -> None:
 
 
 def _worker_main() -> None:
-    """Serve ``[pred, gold]`` JSON lines on stdin with ``[ok, error]`` JSON lines on a private copy of stdout."""
+    """Serve ``[pred, gold]`` JSON lines on stdin with ``[ok, error]`` JSON lines on a private copy of stdout.
+
+    ``pred`` None asks about the gold alone: the reply's ``ok`` is then the reason it cannot be scored, or None.
+    """
     import logging
 
     _limit_worker()
@@ -158,7 +286,10 @@ def _worker_main() -> None:
     for line in sys.stdin:
         try:
             pred, gold = json.loads(line)
-            reply: list[Any] = [_verify_in_process(pred, gold), None]
+            if pred is None:
+                reply: list[Any] = [_gold_problem_in_process(gold), None]
+            else:
+                reply = [_verify_in_process(pred, gold), None]
         except Exception as exc:  # any failure is an unverified answer, reported to the parent
             reply = [False, f"error: {type(exc).__name__}"]
         out.write(json.dumps(reply) + "\n")
@@ -236,7 +367,7 @@ class _Worker:
         self.proc = self.spare if spare_ok else _Proc()
         self.spare = _Proc()
 
-    def request(self, pred: str, gold: str, timeout: float) -> tuple[bool, str | None]:
+    def request(self, pred: str | None, gold: str, timeout: float) -> tuple[Any, str | None]:
         with self.lock:
             if self.proc is None or not self.proc.alive():
                 # first use, a forked child (the parent's pipes are not ours), or a dead worker
@@ -260,7 +391,7 @@ class _Worker:
                 self._replace()
                 return False, "error: worker died" if died else "timeout"
             ok, err = json.loads(line)
-            return bool(ok), err
+            return ok, err
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
@@ -275,21 +406,71 @@ _WORKER = _Worker()
 atexit.register(_WORKER.close)
 
 
-def verify(completion: str, gold: str, timeout: float = 5.0) -> tuple[float, str | None]:
-    """Score a completion's first ``\\boxed{}`` answer against ``gold``: ``(1.0 or 0.0, error tag or None)``.
+class Verdict(NamedTuple):
+    """The check of one answer: ``score`` 1.0 (right), 0.0 (wrong, no answer, time-out, error) or NaN (unscorable).
 
-    The tag is ``"timeout"`` when math-verify took longer than ``timeout`` seconds (the worker is killed) and
-    starts with ``"error"`` when it failed; both score 0. A completion with no closed box scores 0 with no tag.
-    Never raises; safe to call from any thread.
+    ``tag`` is None for an answer that was checked, ``"no_answer"`` (no closed box, or an empty one),
+    ``"unscorable: <why>"`` (the gold cannot be checked; never the completion's fault), ``"timeout"``, or
+    ``"error: <kind>"``.
+    """
+
+    score: float
+    tag: str | None
+
+    @property
+    def unscorable(self) -> bool:
+        return self.tag is not None and self.tag.startswith("unscorable")
+
+
+DEFAULT_TIMEOUT_S = 5.0
+_GOLD_PROBLEMS: dict[
+    str, str | None
+] = {}  # gold -> why it cannot be scored (None: it can); decided once per gold
+
+
+def gold_problem(gold: str, timeout: float = DEFAULT_TIMEOUT_S) -> str | None:
+    """Why ``gold`` cannot be scored, or None when it can.
+
+    A gold cannot be scored when it is empty, is prose rather than mathematics (``see the figure``), or math-verify
+    parses none or only part of it (``1 - \\frac{1}{`` of a gold it could not read whole). A time-out or an error
+    while checking is reported as such (``"timeout"``, ``"error: …"``) and not remembered.
+    """
+    gold = str(gold).strip() if gold is not None else ""
+    if not gold:
+        return "empty gold answer"
+    if gold in _GOLD_PROBLEMS:
+        return _GOLD_PROBLEMS[gold]
+    problem, err = _WORKER.request(None, gold, timeout)
+    if err is not None:
+        return err
+    _GOLD_PROBLEMS[gold] = problem
+    return problem
+
+
+def verify(completion: str, gold: str, timeout: float = DEFAULT_TIMEOUT_S) -> Verdict:
+    """Score a completion's first ``\\boxed{}`` answer against ``gold`` (see :class:`Verdict`).
+
+    The two sides are not interchangeable: ``gold`` is the reference (math-verify's ``gold``), the completion's box
+    the prediction (its ``target``). math-verify's comparison is asymmetric — a gold inequality ``1 < x < 2``
+    accepts the interval ``(1, 2)`` as an answer, but a gold interval does not accept an inequality — and only the
+    gold is checked for being scorable. Exact numbers on both sides (integers, fractions, powers, roots, factorials,
+    π, e, i) are compared exactly; a decimal on either side keeps math-verify's rounding to 6 places (``1/3`` equals
+    ``0.333333``). ``timeout`` bounds each call to math-verify in seconds (the worker is killed past it). Never
+    raises; safe to call from any thread.
     """
     try:
+        problem = gold_problem(gold, timeout)
+        if problem in ("timeout",) or (problem or "").startswith("error"):
+            return Verdict(0.0, problem)
+        if problem is not None:
+            return Verdict(math.nan, f"unscorable: {problem}")
         pred = extract_boxed(completion)
-        if pred is None or gold is None or not str(gold).strip():
-            return 0.0, None
+        if pred is None:
+            return Verdict(0.0, "no_answer")
         ok, err = _WORKER.request(pred, str(gold), timeout)
-        return (1.0 if ok else 0.0), err
+        return Verdict(1.0 if ok and err is None else 0.0, err)
     except Exception as exc:  # a reward must never stop a run
-        return 0.0, f"error: {type(exc).__name__}"
+        return Verdict(0.0, f"error: {type(exc).__name__}")
 
 
 def _completion_text(completion: Any) -> str:
@@ -301,34 +482,53 @@ def _completion_text(completion: Any) -> str:
     return str(completion)
 
 
-class MathReward:
-    """TRL reward function: 1.0 when the completion's boxed answer equals the ``answer`` column, else 0.0.
+def log_verdicts(verdicts: Sequence[Verdict], log_metric: Any | None) -> None:
+    """Log the share of ``verdicts`` per outcome through TRL's ``log_metric`` (a reward function's keyword argument).
 
-    Counts verification errors and time-outs; :meth:`metrics` reports them under ``reward/``.
+    ``reward/unscorable``, ``reward/no_answer``, ``reward/verify_timeouts``, ``reward/verify_errors``: fractions of
+    the generation batch's completions. TRL averages them over processes and over the logging step and writes them
+    with the step's other metrics (so they are in ``trainer_state.json`` and survive a resume). No-op when
+    ``log_metric`` is None (a call from outside TRL) or ``verdicts`` is empty.
+    """
+    if log_metric is None or not verdicts:
+        return
+    n = len(verdicts)
+    tags = [v.tag or "" for v in verdicts]
+    log_metric("reward/unscorable", sum(t.startswith("unscorable") for t in tags) / n)
+    log_metric("reward/no_answer", sum(t == "no_answer" for t in tags) / n)
+    log_metric("reward/verify_timeouts", sum(t == "timeout" for t in tags) / n)
+    log_metric("reward/verify_errors", sum(t.startswith("error") for t in tags) / n)
+
+
+class MathReward:
+    """TRL reward function: 1.0 when the completion's boxed answer equals the ``answer`` column, else 0.0; NaN when
+    that gold answer cannot be scored (TRL and lgrpo leave NaN rewards out of the group statistics).
+
+    Logs the shares of unscorable golds, missing answers, time-outs and errors with :func:`log_verdicts`.
     """
 
     __name__ = "math_reward"
 
-    def __init__(self, timeout: float = 5.0) -> None:
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
         self.timeout = timeout
-        self.errors = 0
-        self.timeouts = 0
+
+    def check(self, completion: Any, gold: str) -> Verdict:
+        """The verdict on one completion (text or TRL chat messages)."""
+        return verify(_completion_text(completion), gold, timeout=self.timeout)
 
     def __call__(
-        self, prompts: Sequence[Any] | None, completions: Sequence[Any], answer: Sequence[str], **kwargs: Any
+        self,
+        prompts: Sequence[Any] | None,
+        completions: Sequence[Any],
+        answer: Sequence[str],
+        log_metric: Any | None = None,
+        **kwargs: Any,
     ) -> list[float]:
-        rewards = []
-        for completion, gold in zip(completions, answer, strict=True):
-            score, err = verify(_completion_text(completion), gold, timeout=self.timeout)
-            if err == "timeout":
-                self.timeouts += 1
-            elif err is not None:
-                self.errors += 1
-            rewards.append(score)
-        return rewards
-
-    def metrics(self) -> dict[str, float]:
-        return {"reward/verify_errors": self.errors, "reward/verify_timeouts": self.timeouts}
+        verdicts = [self.check(c, gold) for c, gold in zip(completions, answer, strict=True)]
+        log_verdicts(verdicts, log_metric)
+        return [v.score for v in verdicts]
 
 
 # token ids whose text contains "}", per tokenizer: decoding a whole vocabulary once per generate call adds up
