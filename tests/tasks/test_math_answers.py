@@ -182,7 +182,7 @@ def test_verify_never_raises_on_junk():
         ("", ""),
     ]:
         score, _ = verify(completion, gold, timeout=1.0)
-        assert score == 0.0
+        assert score == 0.0 or math.isnan(score)  # junk golds ("}{", "") are unscorable
 
 
 def test_verify_from_threads():
