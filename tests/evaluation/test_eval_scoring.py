@@ -24,12 +24,14 @@ def test_scorer_writes_predictions_and_results(tmp_path):
         ("aime24/1", "aime24", "25", "\\boxed{24}"),
         ("math500/0", "math500", "\\frac12", "\\boxed{0.5}"),
         ("mine/0", "mine", "3", "no box"),
+        ("aime24/2", "aime24", "see the figure", "\\boxed{the figure see}"),  # a gold that cannot be scored
+        ("mine/1", "mine", "2", "\\boxed{}"),
     ]
     for item in items:
         scorer.add(*item)
     # predictions are on disk before close, as items are scored
     lines = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
-    assert [x["correct"] for x in lines] == [True, False, True, False]
+    assert [x["correct"] for x in lines] == [True, False, True, False, None, False]
     assert set(lines[0]) == {"id", "benchmark", "answer", "completion", "correct"}
     scorer.close()
     results = scorer.write_results("m")
@@ -42,7 +44,12 @@ def test_scorer_writes_predictions_and_results(tmp_path):
         "stderr": pytest.approx(0.5),
     }
     assert results["benchmarks"]["math500"]["stderr"] is None  # n = 1
+    # the unscorable item is out of AIME24's n, accuracy and stderr (2 items, 1 right: sqrt(.25/1))
     assert results["average"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)  # unweighted, as the paper's avg column
+    assert results["benchmarks"]["mine"]["n"] == 2
+    assert (results["unscorable"], results["no_answer"]) == (1, 2)
+    assert lines[4]["note"].startswith("unscorable") and lines[5]["note"] == "no_answer"
+    assert scorer.accuracy() == pytest.approx(2 / 5)
     md = (tmp_path / "results.md").read_text()
     assert md.splitlines()[0] == "| model | AIME24 | MATH-500 | mine | avg |"
     assert "| m | 0.5000 | 1.0000 | 0.0000 | 0.5000 |" in md

@@ -220,7 +220,8 @@ def test_math_reward_scores_and_logs_shares():
         "reward/verify_timeouts": [1 / 8],
         "reward/verify_errors": [0.0],
     }
-    assert reward(prompts=None, completions=["\\boxed{3}"], answer=["3"]) == [1.0]  # outside TRL: no log_metric
+    # called outside TRL: no log_metric
+    assert reward(prompts=None, completions=["\\boxed{3}"], answer=["3"]) == [1.0]
     with pytest.raises(ValueError, match="timeout"):
         MathReward(timeout=0)
 

@@ -95,6 +95,7 @@ class RLConfig:
     reward: str = (
         "exact"  # arithmetic: "exact" (boxed answer == gold) or "math_verify"; openrs always math_verify
     )
+    verify_timeout: float = 5.0  # seconds math-verify may spend on one answer (reward and held-out scoring)
     stop_after_boxed: bool = (
         False  # stop each completion once its first \boxed{} closes (transformers generation)
     )
@@ -290,6 +291,7 @@ def validate(cfg: TrainConfig) -> None:
     _choice("rl.loss_type", r.loss_type, tuple(LOSS_TYPES))
     _choice("rl.scale_rewards", r.scale_rewards, ("group", "batch", "none"))
     _choice("rl.reward", r.reward, REWARDS)
+    _positive("rl.verify_timeout", r.verify_timeout)
     _choice("rl.use_vllm", r.use_vllm, ("auto", "true", "false"))
     _positive("rl.save_steps", r.save_steps)
     _positive("rl.save_total_limit", r.save_total_limit)

@@ -78,7 +78,7 @@ def build_task(cfg: TrainConfig, tokenizer) -> Task:
         else:
             from lgrpo.tasks.math_answers import MathReward
 
-            reward = MathReward()
+            reward = MathReward(cfg.rl.verify_timeout)
     else:
         from lgrpo.tasks.math_answers import MathReward
         from lgrpo.tasks.openrs import load_openrs
@@ -89,7 +89,7 @@ def build_task(cfg: TrainConfig, tokenizer) -> Task:
         ]
         eval_prompts = [_prompt_text(_prompt(r["problem"], d.system_prompt), tokenizer) for r in held_items]
         eval_answers = [r["answer"] for r in held_items]
-        sft, reward = [], MathReward()
+        sft, reward = [], MathReward(cfg.rl.verify_timeout)
     return Task(rows, eval_prompts, eval_answers, sft, reward)
 
 
@@ -101,7 +101,7 @@ def score(completion: str, answer: str, cfg: TrainConfig) -> float:
         return float(exact_answer(completion) == answer)
     from lgrpo.tasks.math_answers import verify
 
-    return verify(completion, answer)[0]
+    return verify(completion, answer, timeout=cfg.rl.verify_timeout).score
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def evaluate(model, tokenizer, task: Task, cfg: TrainConfig) -> float:
 
     was_training = model.training
     model.eval()
-    correct = 0.0
+    correct, scorable = 0.0, 0
     try:
         with torch.no_grad():
             for i in range(0, len(task.eval_prompts), cfg.eval.batch_size):
@@ -187,10 +187,12 @@ def evaluate(model, tokenizer, task: Task, cfg: TrainConfig) -> float:
                 )
                 texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
                 answers = task.eval_answers[i : i + cfg.eval.batch_size]
-                correct += sum(score(t, a, cfg) for t, a in zip(texts, answers))
+                scores = [score(t, a, cfg) for t, a in zip(texts, answers)]
+                correct += sum(s for s in scores if not math.isnan(s))
+                scorable += sum(not math.isnan(s) for s in scores)  # unscorable golds are left out
     finally:
         model.train(was_training)
-    return correct / len(task.eval_prompts)
+    return correct / scorable if scorable else math.nan
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -164,7 +164,9 @@ def _as_latex(answer: str) -> str:
 # A word of three or more letters outside any LaTeX command: math-verify reads "see the figure" as the product
 # s·e·e·t·h·…, which any reordering of its letters equals. Text inside ``\\text{…}`` is read as one symbol, and
 # known unit words are dropped, so those are left to math-verify.
-_TEXT_GROUP_RE = re.compile(r"\\(?:text|textbf|textit|mbox|mathrm|textrm|operatorname|begin|end)\s*\{[^{}]*\}")
+_TEXT_GROUP_RE = re.compile(
+    r"\\(?:text|textbf|textit|mbox|mathrm|textrm|operatorname|begin|end)\s*\{[^{}]*\}"
+)
 _COMMAND_RE = re.compile(r"\\[A-Za-z]+")
 _WORD_RE = re.compile(r"[A-Za-z]{3,}")
 
