@@ -1,9 +1,21 @@
-"""JSON Lines input with errors that name the file and the line (rollout logs, benchmark files, predictions)."""
+"""JSON Lines input with errors that name the file and the line (rollout logs, metrics, benchmark files, predictions).
+
+A log is read while it is written or after a kill, so its last line may have been cut mid-write. Such a line (the
+last one, with no newline after it, that does not parse) is dropped with a warning; a bad line anywhere else is an
+error naming ``file:line``.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
+
+
+class TruncatedLineWarning(UserWarning):
+    """The last line of a JSONL file was cut mid-write and was left out."""
 
 
 def parse_line(line: str, lineno: int, where: object, required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -22,11 +34,65 @@ def parse_line(line: str, lineno: int, where: object, required: tuple[str, ...] 
     return obj
 
 
-def read_jsonl(path: str, required: tuple[str, ...] = (), label: str = "") -> list[dict[str, Any]]:
-    """Every object of a JSONL file, each checked by :func:`parse_line` before returning (blank lines skipped).
+def iter_jsonl(
+    path: str | os.PathLike[str],
+    required: tuple[str, ...] = (),
+    label: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Stream ``(1-based line number, object)`` for every non-blank line, each checked by :func:`parse_line`.
+
+    A last line without a trailing newline that is not valid JSON was cut mid-write (a live or killed run): it is
+    skipped with a :class:`TruncatedLineWarning`. Any other bad line raises ``ValueError`` naming ``label``, the file
+    and the line. ``progress`` is called with the number of bytes of each line read (for a progress bar).
+    """
+    where = f"{label} {os.fspath(path)}".strip()
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if progress is not None:
+                progress(len(raw))
+            cut = not raw.endswith(b"\n")  # only the file's last line can lack its newline
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                if cut:
+                    _warn_cut(where, lineno)
+                    return
+                raise ValueError(f"{where}:{lineno}: not valid UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                obj = parse_line(line, lineno, where, required)
+            except ValueError:
+                if cut and not _is_json(line):
+                    _warn_cut(where, lineno)
+                    return
+                raise
+            yield lineno, obj
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _warn_cut(where: str, lineno: int) -> None:
+    warnings.warn(
+        f"{where}:{lineno}: the last line was cut mid-write (a run still writing, or killed); "
+        f"read up to line {lineno - 1}",
+        TruncatedLineWarning,
+        stacklevel=3,
+    )
+
+
+def read_jsonl(
+    path: str | os.PathLike[str], required: tuple[str, ...] = (), label: str = ""
+) -> list[dict[str, Any]]:
+    """Every object of a JSONL file (see :func:`iter_jsonl`: blank lines skipped, a cut last line dropped).
 
     Errors name ``label`` (e.g. the flag that gave the file), the file and the line.
     """
-    where = f"{label} {path}".strip()
-    with open(path, encoding="utf-8") as f:
-        return [parse_line(line, n, where, required) for n, line in enumerate(f, 1) if line.strip()]
+    return [obj for _, obj in iter_jsonl(path, required, label)]

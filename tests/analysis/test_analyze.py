@@ -125,6 +125,23 @@ def test_streams_one_step_at_a_time(tmp_path):
         next(blocks)
 
 
+def test_a_log_cut_mid_line_is_read_up_to_its_last_complete_line(tmp_path, capsys):
+    """A live or killed run: the writer stopped inside a line of step 2. `lgrpo analyze` reads steps 0 and 1 (the
+    hand-worked values) and warns; the same cut inside the file is an error naming the line."""
+    log = write_log(tmp_path / "run" / "rollouts.jsonl", step0_lines() + step1_lines())
+    whole = log.read_text()
+    log.write_text(whole + json.dumps(line(2, 0, "AB", 1.0))[:30])
+    with pytest.warns(UserWarning, match=r"rollouts\.jsonl:15: the last line was cut"):
+        assert main(["analyze", str(tmp_path / "run"), "--out", str(tmp_path / "a")]) == 0
+    result = json.loads((tmp_path / "a" / "prm_stats.json").read_text())
+    assert [s["step"] for s in result["steps"]] == [0, 1]
+    check(result["steps"][0], expected_step0())
+    check(result["steps"][1], expected_step1())
+    log.write_text(whole.replace("\n", "\n" + json.dumps(line(2, 0, "AB", 1.0))[:30] + "\n", 1))
+    with pytest.raises(ValueError, match=r"rollouts\.jsonl:2: not valid JSON"):
+        analyze_log(log)
+
+
 def test_repeated_step(tmp_path):
     # step 0, step 1, then step 0 again with a different group (a resumed run, or two logs concatenated)
     again = [line(0, "late", t, r) for t, r in FLAT]

@@ -103,3 +103,19 @@ def test_two_run_dirs_and_errors(tmp_path):
         main(["report", str(a), str(empty), "--out", str(out)])
     with pytest.raises(SystemExit, match="is not a directory"):
         main(["report", str(tmp_path / "nope")])
+
+
+def test_a_live_run_with_a_cut_last_line_is_reported(tmp_path):
+    """A run still writing (no summary, the last metrics line cut mid-write) reports up to its last complete line;
+    a bad line inside the log is an error naming file:line."""
+    a = write_run(tmp_path / "a", "grpo", 0, ACC[("grpo", 0)], with_summary=False)
+    metrics = a / "metrics.jsonl"
+    whole = metrics.read_text()
+    metrics.write_text(whole + '{"step": 11, "eval/accuracy": 0.9')
+    out = tmp_path / "rep"
+    with pytest.warns(UserWarning, match=r"metrics\.jsonl:\d+: the last line was cut"):
+        assert main(["report", str(a), "--out", str(out)]) == 0
+    assert table_row((out / "report.md").read_text(), "GRPO")[2:4] == ["0.3000", "5.0"]  # not 0.9 at step 11
+    metrics.write_text('{"step": 0, "rew\n' + whole)
+    with pytest.raises(SystemExit, match=r"metrics\.jsonl:1: not valid JSON"):
+        main(["report", str(a), "--out", str(out)])

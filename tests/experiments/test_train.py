@@ -1,7 +1,9 @@
 """`lgrpo train` on a very small config: config errors, the run directory, kill and resume."""
 
+import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lgrpo.experiments import run_folder as rf
 from lgrpo.experiments import train as train_mod
 from lgrpo.experiments.config import TrainConfig, load_config, to_dict
 
@@ -106,7 +109,7 @@ def test_bad_lora_target_fails_before_the_warm_start(tmp_path, monkeypatch, tiny
     cfg = load_config(None, [*tiny, "model.lora_r=4", "model.lora_target_modules=q_proj,nosuch"])
     with pytest.raises(ValueError, match=r"model\.lora_target_modules.*nosuch"):
         train_mod.train(cfg, tmp_path / "r")
-    assert not (tmp_path / "r" / train_mod.CKPT_DIR).exists()  # a corrected rerun needs no --resume
+    assert not (tmp_path / "r" / rf.CKPT_DIR).exists()  # a corrected rerun needs no --resume
     ok = load_config(None, [*tiny, "model.lora_r=4", "model.lora_target_modules=q_proj, v_proj"])
     train_mod.check_lora_targets(ok, train_mod.build_model(ok)[0])
     assert set(train_mod.lora_config(ok).target_modules) == {"q_proj", "v_proj"}
@@ -152,7 +155,7 @@ def test_train_writes_the_run_directory(tmp_path, tiny):
     assert to_dict(load_config(out / "config.yaml")) == to_dict(cfg)
     rollouts = _lines(out / "rollouts.jsonl")
     assert len(rollouts) == 3 * 8 and {r["step"] for r in rollouts} == {1, 2, 3}
-    assert (out / "sft" / train_mod.SFT_DONE).exists()
+    assert (out / "sft" / rf.SFT_DONE).exists()
     with pytest.raises(ValueError, match="--resume"):
         train_mod.train(cfg, out)  # the directory holds a run
 
@@ -167,7 +170,7 @@ def test_kl_without_warm_start_uses_the_initial_model_as_reference(tmp_path, tin
     assert "kl" in lines[1] and lines[1]["kl"] == pytest.approx(
         0.0, abs=1e-6
     )  # policy == reference at step 1
-    assert (out / train_mod.INIT_DIR / "config.json").exists()
+    assert (out / rf.INIT_DIR / "config.json").exists()
 
 
 def test_rerun_over_an_unfinished_run_of_another_config_redoes_its_warm_start(tmp_path, tiny):
@@ -178,14 +181,14 @@ def test_rerun_over_an_unfinished_run_of_another_config_redoes_its_warm_start(tm
     out.mkdir()
     from lgrpo.experiments.config import dump_config
 
-    dump_config(old, out / train_mod.CONFIG)
-    (out / train_mod.SFT_DIR).mkdir()
-    (out / train_mod.SFT_DIR / train_mod.SFT_DONE).write_text("{}")  # a warm start of the old config
-    (out / train_mod.METRICS).write_text(json.dumps({"step": 0, "eval/accuracy": 0.123}) + "\n")
+    dump_config(old, out / rf.CONFIG)
+    (out / rf.SFT_DIR).mkdir()
+    (out / rf.SFT_DIR / rf.SFT_DONE).write_text("{}")  # a warm start of the old config
+    (out / rf.METRICS).write_text(json.dumps({"step": 0, "eval/accuracy": 0.123}) + "\n")
     cfg = load_config(None, [*tiny, "rl.max_steps=1", "eval.every=0", "rl.rollout_log=false"])
     summary = train_mod.train(cfg, out)
     assert summary["accuracy_before"] != 0.123
-    assert json.loads((out / train_mod.SFT_DIR / train_mod.SFT_DONE).read_text())["steps"] == cfg.sft.steps
+    assert json.loads((out / rf.SFT_DIR / rf.SFT_DONE).read_text())["steps"] == cfg.sft.steps
 
 
 def test_kill_and_resume(tmp_path, tiny):
@@ -217,8 +220,86 @@ def test_kill_and_resume(tmp_path, tiny):
     evals = [line["step"] for line in lines if "eval/accuracy" in line]
     assert evals == [0, 10, 20, 30, 40]
     assert lines[-1]["eval/accuracy"] == summary["accuracy_after"]
+    rollouts = _lines(
+        out / rf.ROLLOUTS
+    )  # what the killed run logged past its checkpoint was cut, then regrown
+    assert [r["step"] for r in rollouts] == [s for s in range(1, steps + 1) for _ in range(8)]
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["rl"]["max_steps"] == steps
+
+
+def test_resume_from_an_earlier_checkpoint_matches_an_uninterrupted_run(tmp_path, tiny):
+    """Run A goes 6 steps uninterrupted. Run B is A's folder as a run killed mid-write leaves it (no summary, a cut
+    last line in both logs), resumed with --resume-from from checkpoint-2 although checkpoints 4 and 6 exist: its
+    logs are cut back to step 2 and then regrown, and must equal A's line for line (wall-clock times aside)."""
+    # β > 0 and enough warm start that rewards vary: every step moves the weights, so a resume that lost the
+    # optimizer, scheduler or RNG state would log other values.
+    cfg = load_config(
+        None,
+        [*tiny, "data.n_terms=2", "data.train_size=80", "sft.steps=150", "rl.beta=0.04", "rl.temperature=1.0", "rl.max_steps=6", "rl.save_steps=2",
+         "rl.save_total_limit=3", "eval.every=2", "rl.rollout_log=true"],
+    )  # fmt: skip
+    a, b = tmp_path / "a", tmp_path / "b"
+    train_mod.train(cfg, a)
+    shutil.copytree(a, b, symlinks=True)
+    (b / rf.SUMMARY).unlink()
+    for name in (rf.METRICS, rf.ROLLOUTS):
+        with (b / name).open("a") as f:
+            f.write('{"step": 7, "gro')  # killed mid-write
+    parser = argparse.ArgumentParser()
+    train_mod.add_arguments(parser)
+    args = parser.parse_args(["--out", str(b), "--resume-from", str(b / rf.CKPT_DIR / "checkpoint-2")])
+    with pytest.warns(UserWarning, match="cut mid-write"):
+        assert train_mod.run(args) == 0
+    assert json.loads((b / rf.SUMMARY).read_text())["resumed_from_step"] == 2
+
+    def timeless(lines):
+        return [{k: v for k, v in line.items() if k != "step_time"} for line in lines]
+
+    got, want = _lines(b / rf.METRICS), _lines(a / rf.METRICS)
+    assert [line["step"] for line in got] == list(range(7))
+    assert timeless(got) == timeless(want)
+    assert {line["reward"] for line in want if "reward" in line} != {0.0}  # the comparison has teeth
+    assert want[-1]["kl"] > 0
+    rollouts = _lines(b / rf.ROLLOUTS)
+    assert [r["step"] for r in rollouts] == [
+        s for s in range(1, 7) for _ in range(8)
+    ]  # trimmed, regrown once
+    assert rollouts == _lines(a / rf.ROLLOUTS)
+
+
+def test_resume_with_no_complete_checkpoint_says_it_starts_fresh(tmp_path, tiny, capsys):
+    out = tmp_path / "r"
+    cut = out / rf.CKPT_DIR / "checkpoint-2"
+    cut.mkdir(parents=True)  # killed while saving its first checkpoint: no trainer_state.json
+    (cut / "model.safetensors").write_bytes(b"")
+    parser = argparse.ArgumentParser()
+    train_mod.add_arguments(parser)
+    args = parser.parse_args(["--out", str(out), "--resume", *tiny, "rl.max_steps=1", "eval.every=0"])
+    assert train_mod.run(args) == 0
+    assert "holds no complete checkpoint; starting fresh" in capsys.readouterr().err
+    summary = json.loads((out / rf.SUMMARY).read_text())
+    assert summary["resumed_from_step"] is None
+    assert [line["step"] for line in _lines(out / rf.METRICS)] == [0, 1]
+
+
+def test_resume_from_is_checked_before_any_work_and_leaves_overrides_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_mod, "build_model", lambda *a: (_ for _ in ()).throw(AssertionError("built")))
+    parser = argparse.ArgumentParser()
+    train_mod.add_arguments(parser)
+    args = parser.parse_args(["--out", str(tmp_path / "r"), "--resume-from", "ck", "rl.beta=0.04"])
+    assert (args.resume_from, args.overrides) == ("ck", ["rl.beta=0.04"])  # the flag takes one value only
+    cut = tmp_path / "r" / rf.CKPT_DIR / "checkpoint-4"
+    cut.mkdir(parents=True)
+    for path, match in (
+        (tmp_path / "nope", r"--resume-from: .*nope is not a directory"),
+        (tmp_path / "r", r"--resume-from: .*r: not a checkpoint directory"),
+        (cut, r"--resume-from: .*checkpoint-4 is not a complete checkpoint"),
+    ):
+        args = parser.parse_args(["--out", str(tmp_path / "r"), "--resume-from", str(path)])
+        with pytest.raises(SystemExit, match=match):
+            train_mod.run(args)
+    assert not (tmp_path / "r" / rf.CONFIG).exists()
 
 
 def test_stop_after_boxed_closes_stopped_rows_with_eos():

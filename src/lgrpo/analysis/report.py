@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from lgrpo.experiments.run_folder import CONFIG, METRICS, SUMMARY, read_metrics
+
 __all__ = [
     "Run",
     "add_arguments",
@@ -53,9 +55,7 @@ class Run:
 
 
 def _is_run(path: Path) -> bool:
-    return (path / "metrics.jsonl").is_file() and (
-        (path / "summary.json").is_file() or (path / "config.yaml").is_file()
-    )
+    return (path / METRICS).is_file() and ((path / SUMMARY).is_file() or (path / CONFIG).is_file())
 
 
 def discover_runs(paths: list[str | Path]) -> list[Path]:
@@ -131,15 +131,9 @@ def load_run(path: Path) -> Run:
         )
 
     metrics: dict[str, dict[int, float]] = defaultdict(dict)
-    with (path / "metrics.jsonl").open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                raise SystemExit(f"RUN_DIR: {path / 'metrics.jsonl'}:{lineno} is not valid JSON") from None
-            step = rec.get("step") if isinstance(rec, dict) else None
+    try:
+        for rec in read_metrics(path / METRICS):
+            step = rec.get("step")
             if not isinstance(step, int) or isinstance(step, bool):
                 continue
             for k, v in rec.items():
@@ -150,6 +144,8 @@ def load_run(path: Path) -> Run:
                     and math.isfinite(v)
                 ):
                     metrics[k][step] = float(v)  # a later line for the same step wins (e.g. after a resume)
+    except ValueError as e:
+        raise SystemExit(f"RUN_DIR: {e}") from None
     return Run(path, arm_label(weighting, power), None if seed is None else int(seed), summary, dict(metrics))
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lgrpo.jsonl import parse_line
+from lgrpo.jsonl import iter_jsonl
 
 __all__ = [
     "ROLLOUTS_FILE",
@@ -78,8 +78,7 @@ def find_rollouts(run_dir: str | os.PathLike[str]) -> Path:
     return log
 
 
-def _parse(line: str, lineno: int, path: Path) -> dict[str, Any]:
-    rec = parse_line(line, lineno, path, REQUIRED_FIELDS)
+def _check(rec: dict[str, Any], lineno: int, path: Path) -> dict[str, Any]:
     step = rec["step"]
     if isinstance(step, bool) or not isinstance(step, int):
         raise ValueError(f"{path}:{lineno}: `step` must be an integer, got {step!r}")
@@ -95,24 +94,19 @@ def iter_step_blocks(
     """Yield the log's contiguous runs of lines with equal ``step``, streaming.
 
     ``progress`` is called with the number of bytes read after each line (for a progress bar). Blank lines are
-    skipped; a malformed line raises ``ValueError`` naming the file and line.
+    skipped; a last line cut mid-write (a live or killed run) is dropped with a warning; any other malformed line
+    raises ``ValueError`` naming the file and line.
     """
     path = Path(path)
     block: StepBlock | None = None
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if progress is not None:
-                progress(len(raw))
-            line = raw.decode("utf-8").strip()
-            if not line:
-                continue
-            rec = _parse(line, lineno, path)
-            if block is not None and rec["step"] != block.step:
-                yield block
-                block = None
-            if block is None:
-                block = StepBlock(rec["step"], [], lineno)
-            block.records.append(rec)
+    for lineno, obj in iter_jsonl(path, REQUIRED_FIELDS, progress=progress):
+        rec = _check(obj, lineno, path)
+        if block is not None and rec["step"] != block.step:
+            yield block
+            block = None
+        if block is None:
+            block = StepBlock(rec["step"], [], lineno)
+        block.records.append(rec)
     if block is not None:
         yield block
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 from pathlib import Path
 
 from lgrpo.experiments.config import TrainConfig, load_config, to_dict
+from lgrpo.experiments.run_folder import RunFolder, config_diff, write_json
 from lgrpo.models import LoadError
 
 ARMS = {"grpo": "uniform", "lambda": "lambda"}
@@ -31,28 +31,22 @@ def _stats(values: list[float]) -> dict:
     return {"mean": mean, "sem": sem}
 
 
-def _metrics(run_dir: Path) -> list[dict]:
-    from lgrpo.experiments.train import METRICS, _read_metrics
-
-    return _read_metrics(run_dir / METRICS)
-
-
 def write_comparison(out: Path, seeds: list[int], cfg: TrainConfig) -> dict:
     """Aggregate the finished runs under ``out`` into ``comparison.json`` and ``comparison.png``."""
     result: dict = {"seeds": seeds, "steps": cfg.rl.max_steps, "arms": {}}
     for arm in ARMS:
         per_seed = {}
         for s in seeds:
-            path = out / f"{arm}-seed{s}" / "summary.json"
-            if path.exists():
-                per_seed[s] = json.loads(path.read_text())
+            summary = RunFolder(out / f"{arm}-seed{s}").read_summary()
+            if summary is not None:
+                per_seed[s] = summary
         entry: dict = {"weighting": ARMS[arm], "runs": len(per_seed)}
         for key in ("accuracy_before", "accuracy_after", "reward_last10pct"):
             vals = {s: v[key] for s, v in per_seed.items() if v.get(key) is not None}
             if vals:
                 entry[key] = {**_stats(list(vals.values())), "per_seed": {str(s): v for s, v in vals.items()}}
         result["arms"][arm] = entry
-    (out / "comparison.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out / "comparison.json", result)
     plot(out, seeds)
     return result
 
@@ -74,7 +68,7 @@ def plot(out: Path, seeds: list[int]) -> None:
     fig, (ax_r, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
     for arm in ARMS:
         for i, s in enumerate(seeds):
-            lines = _metrics(out / f"{arm}-seed{s}")
+            lines = RunFolder(out / f"{arm}-seed{s}").read_metrics()
             if not lines:
                 continue
             label = ARM_LABELS[arm] if i == 0 else None
@@ -103,33 +97,20 @@ def plot(out: Path, seeds: list[int]) -> None:
 
 def _check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
     """ValueError when ``run_dir`` holds a run (finished or not) whose saved config differs from ``cfg``."""
-    from lgrpo.experiments.train import CONFIG
-
-    path = run_dir / CONFIG
+    path = RunFolder(run_dir).config
     if not path.exists():
         return
-    saved, given = _flat(to_dict(load_config(path))), _flat(to_dict(cfg))
-    diff = sorted(k for k in saved.keys() | given.keys() if saved.get(k) != given.get(k))
+    diff = config_diff(to_dict(load_config(path)), to_dict(cfg))
     if diff:
-        changes = ", ".join(f"{k}: {saved.get(k)!r} -> {given.get(k)!r}" for k in diff)
+        changes = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in diff.items())
         raise ValueError(
             f"--out: {run_dir} holds a run with another config ({changes}); "
             "use another --out, or the options of that run to continue it"
         )
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def compare(cfg: TrainConfig, out: str | Path, n_seeds: int = 3) -> dict:
-    from lgrpo.experiments.train import CKPT_DIR, train
+    from lgrpo.experiments.train import train
 
     out = Path(out)
     seeds = [cfg.seed + i for i in range(n_seeds)]
@@ -148,12 +129,13 @@ def compare(cfg: TrainConfig, out: str | Path, n_seeds: int = 3) -> dict:
     for s in seeds:
         for arm, weighting in ARMS.items():
             run_dir = out / f"{arm}-seed{s}"
-            if (run_dir / "summary.json").exists():
+            folder = RunFolder(run_dir)
+            if folder.summary.exists():
                 print(f"{run_dir}: done, skipping", file=sys.stderr)
                 continue
             arm_cfg = arm_cfgs[(s, arm)]
             print(f"=== {arm} (weighting={weighting}), seed {s} -> {run_dir}", file=sys.stderr)
-            resume = (run_dir / CKPT_DIR).exists() or (run_dir / "metrics.jsonl").exists()
+            resume = folder.checkpoints.exists() or folder.metrics.exists()
             summary = train(arm_cfg, run_dir, resume=resume, sft_dir=out / f"sft-seed{s}")
             print(
                 f"{arm} seed {s}: accuracy {summary['accuracy_before']:.3f} -> {summary['accuracy_after']:.3f}",

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lgrpo.experiments.run_folder import config_diff, write_json
 from lgrpo.objectives import group_advantages, lambda_weights, policy_loss
 from lgrpo.tasks.toy_tree import DEPTH, NUM_LEAVES, VALID_N, ToyTree, leaf_index, leaf_name, parse_leaf
 
@@ -400,20 +401,13 @@ def cell_summary(cell: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _write_json(path: Path, obj: Any, indent: int | None = 1) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)  # atomic: an interrupted sweep never leaves a half-written file
-
-
 def _load_previous(out: Path, cfg: ToyConfig) -> dict[tuple[int, float], dict[str, Any]]:
     """Finished cells of an earlier run with the same settings (``--resume``)."""
     res, cur = out / RESULTS, out / CURVES
     if not (res.exists() and cur.exists()):
         return {}
     old_cfg = json.loads(res.read_text()).get("config", {})
-    new_cfg = cfg.to_dict()
-    differ = sorted(k for k in new_cfg if k not in ("n", "r_neg") and old_cfg.get(k) != new_cfg[k])
+    differ = [k for k in config_diff(old_cfg, cfg.to_dict()) if k not in ("n", "r_neg")]  # cells may be added
     if differ:
         raise SystemExit(
             f"lgrpo toy: --resume: {res} was written with different settings ({', '.join(differ)}); "
@@ -559,8 +553,8 @@ def run_sweep(
     def record(cell: dict[str, Any]) -> None:
         finished[(cell["n"], cell["r_neg"])] = cell
         cells = [finished[c] for c in order if c in finished]
-        _write_json(out / CURVES, {"config": cfg.to_dict(), "cells": cells}, indent=None)
-        _write_json(out / RESULTS, results())
+        write_json(out / CURVES, {"config": cfg.to_dict(), "cells": cells}, indent=None)
+        write_json(out / RESULTS, results(), indent=1)
         if not quiet:
             s = cell_summary(cell)
             arms = ", ".join(f"{arm_label(p)} {s[arm_key(p)]['mean']:.3f}" for p in cfg.power)
@@ -597,7 +591,7 @@ def run_sweep(
     finally:
         bar.close()
     res = results()
-    _write_json(out / RESULTS, res)
+    write_json(out / RESULTS, res, indent=1)
     plot([finished[c] for c in order], cfg, out / FIGURE)
     return res
 

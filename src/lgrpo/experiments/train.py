@@ -1,9 +1,9 @@
 """``lgrpo train``: supervised warm start, then GRPO / λ-GRPO with ``LambdaGRPOTrainer``; resumable.
 
 With no ``--config`` it runs the embedded CPU default (``configs/default.yaml``): a tiny Qwen2 model with a char
-tokenizer, warm-started on worked solutions of 4-term one-digit sums, then λ-GRPO. The run directory holds
-``config.yaml``, ``metrics.jsonl`` (one line per logged step; ``eval/accuracy`` where held-out greedy accuracy was
-measured, step 0 = before RL), ``summary.json``, ``sft/`` (the warm start) and ``checkpoints/``.
+tokenizer, warm-started on worked solutions of 4-term one-digit sums, then λ-GRPO. What it writes (config, metrics,
+rollout log, summary, warm start, checkpoints) and how a run resumes: :mod:`lgrpo.experiments.run_folder`. Under
+``accelerate launch``/``torchrun`` every process trains and evaluates its share; only the main process writes.
 """
 
 from __future__ import annotations
@@ -22,19 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lgrpo.experiments.config import TrainConfig, dump_config, load_config, to_dict
+from lgrpo.experiments.config import TrainConfig, load_config, to_dict
+from lgrpo.experiments.run_folder import CKPT_DIR, SFT_DONE, RunFolder, checkpoint_step
 from lgrpo.models import LoadError
-
-# the run directory (docs/training.md)
-CONFIG = "config.yaml"
-METRICS = "metrics.jsonl"
-SUMMARY = "summary.json"
-ROLLOUTS = "rollouts.jsonl"
-SFT_DIR = "sft"  # the warm-started model
-SFT_DONE = "sft_done.json"  # written last: marks `sft/` complete
-CKPT_DIR = "checkpoints"
-INIT_DIR = "init"  # the initial policy, saved when it has no path for TRL to load the reference model from
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # the task: prompts, gold answers, worked solutions, reward
@@ -165,16 +155,28 @@ def stop_after_boxed(model, tokenizer) -> None:
 
 
 def evaluate(model, tokenizer, task: Task, cfg: TrainConfig) -> float:
-    """Greedy accuracy on the held-out prompts."""
-    import torch
+    """Greedy accuracy on the held-out prompts.
 
+    On several processes each takes every ``num_processes``-th prompt and the scores are gathered; every process
+    runs the same number of ``generate`` calls (a short shard repeats a prompt whose score is dropped), as ZeRO-3
+    needs every rank in each forward pass.
+    """
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    state = PartialState()
+    n, world = len(task.eval_prompts), state.num_processes
+    mine = list(range(state.process_index, n, world))
+    mine += mine[:1] * (-(-n // world) - len(mine))  # pad to ceil(n / world) so all ranks generate alike
+    scored: list[tuple[int, float]] = []
     was_training = model.training
     model.eval()
-    correct, scorable = 0.0, 0
     try:
         with torch.no_grad():
-            for i in range(0, len(task.eval_prompts), cfg.eval.batch_size):
-                prompts = task.eval_prompts[i : i + cfg.eval.batch_size]
+            for i in range(0, len(mine), cfg.eval.batch_size):
+                idx = mine[i : i + cfg.eval.batch_size]
+                prompts = [task.eval_prompts[j] for j in idx]
                 enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
                     model.device
                 )
@@ -186,13 +188,14 @@ def evaluate(model, tokenizer, task: Task, cfg: TrainConfig) -> float:
                     eos_token_id=tokenizer.eos_token_id,
                 )
                 texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-                answers = task.eval_answers[i : i + cfg.eval.batch_size]
-                scores = [score(t, a, cfg) for t, a in zip(texts, answers)]
-                correct += sum(s for s in scores if not math.isnan(s))
-                scorable += sum(not math.isnan(s) for s in scores)  # unscorable golds are left out
+                scored += [(j, score(t, task.eval_answers[j], cfg)) for j, t in zip(idx, texts)]
     finally:
         model.train(was_training)
-    return correct / scorable if scorable else math.nan
+    if world > 1:
+        scored = gather_object(scored)
+    scores = dict(scored).values()  # a padded repeat collapses onto its prompt
+    scorable = [x for x in scores if not math.isnan(x)]  # unscorable golds are left out
+    return sum(scorable) / len(scorable) if scorable else math.nan
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -382,7 +385,7 @@ def check_lora_targets(cfg: TrainConfig, model) -> None:
         )
 
 
-def _metrics_callback(path: Path, task: Task, tokenizer, cfg: TrainConfig, eval_log: dict):
+def _metrics_callback(folder: RunFolder, task: Task, tokenizer, cfg: TrainConfig, eval_log: dict):
     from transformers import TrainerCallback
 
     class MetricsCallback(TrainerCallback):
@@ -407,8 +410,7 @@ def _metrics_callback(path: Path, task: Task, tokenizer, cfg: TrainConfig, eval_
             if self.pending is not None:
                 line["eval/accuracy"] = self.pending
                 self.pending = None
-            with path.open("a") as f:
-                f.write(json.dumps(line) + "\n")
+            folder.append_metrics(line)
 
     return MetricsCallback()
 
@@ -429,69 +431,44 @@ def _quiet_progress(eval_log: dict):
     return QuietProgress()
 
 
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    lines = []
-    for raw in path.read_text().splitlines():
-        try:
-            lines.append(json.loads(raw))
-        except json.JSONDecodeError:  # a line cut short by a kill
-            break
-    return lines
-
-
-def _write_metrics(path: Path, lines: list[dict]) -> None:
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-
-
-def _link_rollouts(out: Path, done: int) -> None:
-    """The engine appends to ``<output_dir>/rollouts.jsonl`` (= ``checkpoints/``); the run format wants it in the run
-    directory, so the file lives there and the engine writes through a symlink. Lines past step ``done`` go."""
-    real, link = out / ROLLOUTS, out / CKPT_DIR / ROLLOUTS
-    link.parent.mkdir(parents=True, exist_ok=True)
-    kept = [line for line in _read_metrics(real) if line["step"] <= done]
-    _write_metrics(real, kept)
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(Path("..") / ROLLOUTS)
-
-
-def _saved_config(out: Path) -> dict | None:
-    """The config saved in a run directory, as a dict; None when it no longer loads."""
-    try:
-        return to_dict(load_config(out / CONFIG))
-    except ValueError:
-        return None
-
-
-def last_checkpoint(out_dir: Path) -> Path | None:
-    ckpts = [p for p in (out_dir / CKPT_DIR).glob("checkpoint-*") if (p / "trainer_state.json").exists()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
-
-
 def train(
-    cfg: TrainConfig, out_dir: str | Path, resume: bool = False, sft_dir: str | Path | None = None
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    sft_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
 ) -> dict:
-    """Run one training job into ``out_dir``; returns the summary. ``sft_dir`` overrides where the warm start lives
-    (``lgrpo compare`` shares one per seed between arms)."""
+    """Run one training job into the run folder ``out_dir``; returns the summary.
+
+    ``resume``: continue from the folder's last complete checkpoint (none: start fresh, saying so); ``resume_from``:
+    continue from that checkpoint, wherever it lies; the folder's metrics and rollout log are cut back to its step.
+    ``sft_dir`` overrides where the warm start lives (``lgrpo compare`` shares one per seed between arms). On
+    several processes (``accelerate launch``, ``torchrun``) every process trains, only the main one writes.
+    """
     t0 = time.time()
-    out = Path(out_dir)
-    summary_path, metrics_path = out / SUMMARY, out / METRICS
-    if not resume and (summary_path.exists() or (out / CKPT_DIR).exists()):
+    resume = resume or resume_from is not None
+    grpo_args = build_grpo_config(cfg, out_dir)  # validates the TRL side before anything is written or built
+    from accelerate import PartialState
+
+    _ = grpo_args.device  # sets up the process group (gloo on CPU, NCCL on GPUs) the way the trainer will
+    state = PartialState()
+    folder = RunFolder(out_dir, main=state.is_main_process)
+    if not resume and folder.holds_a_run():
         raise ValueError(
-            f"--out {out}: already holds a run; pass --resume to continue it, or choose another --out"
+            f"--out {folder.path}: already holds a run; pass --resume to continue it, or choose another --out"
         )
-    if resume and summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-        print(f"{out}: already complete", file=sys.stderr)
+    if resume_from is None and resume and (summary := folder.read_summary()) is not None:
+        print(f"{folder.path}: already complete", file=sys.stderr)
         return summary
-    grpo_args = build_grpo_config(cfg, out)  # validates the TRL side before anything is written or built
+    ckpt = folder.resume_point(resume, resume_from)  # checks --resume-from before any work
     # Not resuming, over an unfinished run (one stopped before its first checkpoint) of *another* config: its warm
     # start and its step-0 accuracy belong to that config and are redone, not reused.
-    stale = not resume and (out / CONFIG).exists() and _saved_config(out) != to_dict(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / CONFIG)
+    stale = ckpt is None and folder.config.exists() and folder.saved_config() != to_dict(cfg)
+    done = checkpoint_step(ckpt) if ckpt is not None else 0
+    if folder.main and folder.summary.exists():  # --resume-from in a finished run: it will be finished again
+        folder.summary.unlink()
+    folder.write_config(cfg)
+    state.wait_for_everyone()
 
     import torch
     import transformers
@@ -501,37 +478,42 @@ def train(
     transformers.set_seed(cfg.seed)
     transformers.logging.set_verbosity_error()
 
-    sft_path = Path(sft_dir) if sft_dir is not None else out / SFT_DIR
+    sft_path = Path(sft_dir) if sft_dir is not None else folder.sft
     model, tokenizer = build_model(cfg)
     check_lora_targets(cfg, model)  # PEFT would only tell when the trainer is built, after the warm start
     task = build_task(cfg, tokenizer)
     if task.sft_pairs and cfg.sft.steps > 0:
-        if (sft_path / SFT_DONE).exists() and not (stale and sft_dir is None):
-            print(f"warm start: reusing {sft_path}", file=sys.stderr)
-        else:
-            sft(model, tokenizer, task, cfg, sft_path)
+        if folder.main:
+            if (sft_path / SFT_DONE).exists() and not (stale and sft_dir is None):
+                print(f"warm start: reusing {sft_path}", file=sys.stderr)
+            else:
+                sft(model, tokenizer, task, cfg, sft_path)
+        state.wait_for_everyone()  # the other processes load the main process's warm start
         model, tokenizer = load_sft(sft_path, cfg)
     if cfg.rl.beta != 0.0 and cfg.model.lora_r == 0 and not getattr(model.config, "_name_or_path", ""):
         # TRL loads the β > 0 reference model from the policy's path; a policy built from a config has none, so
         # give it one: the initial weights, saved (deterministic in the seed, so a resumed run rebuilds the same).
-        init_path = out / INIT_DIR
-        model.save_pretrained(init_path)
-        tokenizer.save_pretrained(init_path)
-        model, tokenizer = load_sft(init_path, cfg)
+        if folder.main:
+            model.save_pretrained(folder.init)
+            tokenizer.save_pretrained(folder.init)
+        state.wait_for_everyone()
+        model, tokenizer = load_sft(folder.init, cfg)
     if cfg.rl.stop_after_boxed:
         stop_after_boxed(model, tokenizer)
 
-    ckpt = last_checkpoint(out) if resume else None
-    done = int(ckpt.name.split("-")[-1]) if ckpt is not None else 0
-    lines = [] if stale else [line for line in _read_metrics(metrics_path) if line["step"] <= done]
-    _write_metrics(metrics_path, lines)  # drop what a killed run logged past its last checkpoint
+    if stale and folder.main:
+        folder.write_metrics([])
+    folder.trim_to(done, cfg.rl.rollout_log)  # what a killed run logged past its checkpoint goes
     if cfg.rl.rollout_log:
-        _link_rollouts(out, done)
+        folder.link_rollouts()
+    state.wait_for_everyone()
+    lines = folder.read_metrics()
     before = next((line["eval/accuracy"] for line in lines if line["step"] == 0), None)
     if before is None:
         before = evaluate(model, tokenizer, task, cfg)
-        _write_metrics(metrics_path, [{"step": 0, "eval/accuracy": before}])
-    print(f"held-out accuracy before RL: {before:.3f}", file=sys.stderr)
+        folder.write_metrics([{"step": 0, "eval/accuracy": before}, *lines])
+    if folder.main:
+        print(f"held-out accuracy before RL: {before:.3f}", file=sys.stderr)
 
     from datasets import Dataset
 
@@ -545,14 +527,15 @@ def train(
         train_dataset=Dataset.from_list(task.train_rows),
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
-        callbacks=[_metrics_callback(metrics_path, task, tokenizer, cfg, eval_log)],
+        callbacks=[_metrics_callback(folder, task, tokenizer, cfg, eval_log)],
     )
     from transformers.trainer_callback import ProgressCallback
 
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(_quiet_progress(eval_log))
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
-    lines = _read_metrics(metrics_path)
+    state.wait_for_everyone()
+    lines = folder.read_metrics()
     after = eval_log.get(cfg.rl.max_steps)
     if after is None:  # resumed from the final checkpoint: the killed run may have measured it already
         after = next(
@@ -561,9 +544,8 @@ def train(
         )
     if after is None:
         after = evaluate(trainer.model, tokenizer, task, cfg)
-        with metrics_path.open("a") as f:
-            f.write(json.dumps({"step": cfg.rl.max_steps, "eval/accuracy": after}) + "\n")
-    lines = _read_metrics(metrics_path)
+        folder.append_metrics({"step": cfg.rl.max_steps, "eval/accuracy": after})
+        lines.append({"step": cfg.rl.max_steps, "eval/accuracy": after})
     rewards = [line["reward"] for line in lines if "reward" in line]
     tail = rewards[-max(1, len(rewards) // 10) :]
     summary = {
@@ -576,13 +558,15 @@ def train(
         "steps": cfg.rl.max_steps,
         "reward_last10pct": sum(tail) / len(tail) if tail else math.nan,
         "eval_size": len(task.eval_prompts),
-        "resumed_from_step": int(ckpt.name.split("-")[-1]) if ckpt is not None else None,
+        "resumed_from_step": done if ckpt is not None else None,
         "threads": threads,
+        "processes": state.num_processes,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "model": cfg.model.name_or_path or f"tiny-{cfg.model.arch}",
         "task": cfg.data.task,
     }
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    folder.write_summary(summary)  # last: marks the run finished
+    state.wait_for_everyone()
     return summary
 
 
@@ -599,7 +583,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weighting", choices=("lambda", "uniform"), help="λ-GRPO or GRPO (rl.weighting)")
     parser.add_argument("--seed", type=int, help="random seed (seed)")
     parser.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last complete checkpoint (none: start fresh)",
+    )
+    parser.add_argument(
+        "--resume-from",
+        metavar="CHECKPOINT",
+        help="continue the run in --out from this checkpoint directory (…/checkpoint-<step>); its metrics and "
+        "rollout log are cut back to that step",
     )
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. rl.beta=0.04"
@@ -623,13 +615,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    out = Path(args.out)
-    if args.resume and (out / CONFIG).exists():
+    folder = RunFolder(args.out)
+    resume = args.resume or args.resume_from is not None
+    if resume and folder.config.exists():
         # a resumed run continues with its own config; command-line values must agree with it
         try:
-            saved = load_config(out / CONFIG)
+            saved = load_config(folder.config)
         except ValueError as e:
-            raise SystemExit(f"lgrpo train: error: --resume: {out / CONFIG} does not load: {e}") from None
+            raise SystemExit(f"lgrpo train: error: --resume: {folder.config} does not load: {e}") from None
         given = (
             args.config
             or args.overrides
@@ -639,16 +632,19 @@ def run(args: argparse.Namespace) -> int:
         )
         if given and to_dict(saved) != to_dict(cfg):
             raise SystemExit(
-                f"lgrpo train: error: --resume uses {out / CONFIG}; drop the other config options"
+                f"lgrpo train: error: --resume uses {folder.config}; drop the other config options"
             )
         cfg = saved
     try:
-        summary = train(cfg, out, resume=args.resume)
+        summary = train(cfg, folder.path, resume=resume, resume_from=args.resume_from)
     except (ValueError, LoadError) as e:
         raise SystemExit(f"lgrpo train: error: {e}") from None
-    print(json.dumps(summary, indent=2))
-    print(
-        f"held-out accuracy {summary['accuracy_before']:.3f} -> {summary['accuracy_after']:.3f} "
-        f"in {summary['seconds']:.0f} s; results in {out}"
-    )
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(json.dumps(summary, indent=2))
+        print(
+            f"held-out accuracy {summary['accuracy_before']:.3f} -> {summary['accuracy_after']:.3f} "
+            f"in {summary['seconds']:.0f} s; results in {folder.path}"
+        )
     return 0
