@@ -302,6 +302,54 @@ def test_resume_from_is_checked_before_any_work_and_leaves_overrides_alone(tmp_p
     assert not (tmp_path / "r" / rf.CONFIG).exists()
 
 
+def test_two_processes_write_one_consistent_run_folder(tmp_path, tiny):
+    """`lgrpo train` under torchrun, 2 CPU processes (gloo): one config, one line per step, one summary, one warm
+    start, the rollouts of the whole step once; held-out accuracy sharded over the ranks (7 prompts: one rank pads)
+    equals a 1-process evaluation of the same weights."""
+    out = tmp_path / "run"
+    overrides = [*tiny, "data.eval_size=7", "rl.max_steps=2", "rl.save_steps=1", "eval.every=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    port = 29500 + (os.getpid() + 500) % 1000
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           "-m", "lgrpo.cli", "train", "--out", str(out), *overrides]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.count('"accuracy_after"') == 1  # only the main process reports
+
+    cfg = load_config(None, overrides)
+    assert to_dict(load_config(out / rf.CONFIG)) == to_dict(cfg)
+    summary = json.loads((out / rf.SUMMARY).read_text())
+    assert summary["processes"] == 2
+    lines = _lines(out / rf.METRICS)
+    assert [line["step"] for line in lines] == [0, 1, 2]
+    assert [line["eval/accuracy"] for line in (lines[0], lines[-1])] == [
+        summary["accuracy_before"],
+        summary["accuracy_after"],
+    ]
+    rollouts = _lines(out / rf.ROLLOUTS)  # the step's 2 prompts × 4 completions, gathered from both ranks
+    assert [r["step"] for r in rollouts] == [1] * 8 + [2] * 8
+    assert sorted({r["group"] for r in rollouts}) == [0, 1]
+    assert not list(out.glob("*.tmp")) and (out / rf.SFT_DIR / rf.SFT_DONE).exists()
+    for step in (1, 2):
+        ckpt = out / rf.CKPT_DIR / f"checkpoint-{step}"
+        assert (ckpt / "trainer_state.json").exists()
+        assert {p.name for p in ckpt.glob("rng_state*")} == {"rng_state_0.pth", "rng_state_1.pth"}
+
+    # the sharded, gathered accuracy against one process over all 7 prompts, before RL and after the last step
+    for weights, step in ((out / rf.SFT_DIR, 0), (out / rf.CKPT_DIR / "checkpoint-2", 2)):
+        model, tok = train_mod.load_sft(weights, cfg)
+        task = train_mod.build_task(cfg, tok)
+        assert len(task.eval_prompts) == 7
+        assert train_mod.evaluate(model, tok, task, cfg) == lines[step]["eval/accuracy"]
+
+
+@pytest.mark.parametrize(("n", "world"), [(7, 2), (8, 2), (5, 3), (2, 4), (1, 1)])
+def test_eval_shards_cover_every_prompt_once_with_equal_calls(n, world):
+    shards = [train_mod.eval_shard(n, r, world) for r in range(world)]
+    assert sorted(set().union(*shards)) == list(range(n))  # every prompt
+    assert {len(s) for s in shards} == {-(-n // world)}  # the same number of generations on every process
+
+
 def test_stop_after_boxed_closes_stopped_rows_with_eos():
     import torch
 

@@ -154,6 +154,14 @@ def stop_after_boxed(model, tokenizer) -> None:
 # held-out evaluation
 
 
+def eval_shard(n: int, rank: int, world: int) -> list[int]:
+    """The held-out prompt indices process ``rank`` of ``world`` evaluates: every ``world``-th from ``rank``, padded
+    by repeating one of them (prompt 0 when it has none) to ``ceil(n / world)``, so that every process makes the
+    same ``generate`` calls; a repeat's score is dropped when the scores are gathered."""
+    mine = list(range(rank, n, world))
+    return mine + [mine[0] if mine else 0] * (-(-n // world) - len(mine))
+
+
 def evaluate(model, tokenizer, task: Task, cfg: TrainConfig) -> float:
     """Greedy accuracy on the held-out prompts.
 
@@ -167,8 +175,7 @@ def evaluate(model, tokenizer, task: Task, cfg: TrainConfig) -> float:
 
     state = PartialState()
     n, world = len(task.eval_prompts), state.num_processes
-    mine = list(range(state.process_index, n, world))
-    mine += mine[:1] * (-(-n // world) - len(mine))  # pad to ceil(n / world) so all ranks generate alike
+    mine = eval_shard(n, state.process_index, world)
     scored: list[tuple[int, float]] = []
     was_training = model.training
     model.eval()
@@ -293,15 +300,28 @@ def build_grpo_config(cfg: TrainConfig, out_dir: str | Path):
             "or use rl.use_vllm=auto"
         )
     batch = r.prompts_per_step * r.num_generations
-    micro = r.micro_batch_size or batch
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun / accelerate launch
+    if batch % world:
+        raise ValueError(
+            f"config key 'rl.prompts_per_step': the {batch} completions of a step (rl.prompts_per_step × "
+            f"rl.num_generations) do not split over {world} processes"
+        )
+    micro = r.micro_batch_size or batch // world  # completions per forward/backward, per process
+    if (batch // world) % micro:
+        raise ValueError(
+            f"config key 'rl.micro_batch_size': {micro} does not divide the {batch // world} completions each of "
+            f"the {world} processes takes per step (rl.prompts_per_step × rl.num_generations / processes)"
+        )
     cuda = torch.cuda.is_available()
     pretrained = cfg.model.name_or_path is not None
     with warnings.catch_warnings():  # transformers renames gradient_checkpointing; TRL still sets it
         warnings.simplefilter("ignore", FutureWarning)
-        return _lambda_grpo_config(cfg, out_dir, batch, micro, cuda, pretrained)
+        return _lambda_grpo_config(cfg, out_dir, batch, micro, world, cuda, pretrained)
 
 
-def _lambda_grpo_config(cfg: TrainConfig, out_dir, batch: int, micro: int, cuda: bool, pretrained: bool):
+def _lambda_grpo_config(
+    cfg: TrainConfig, out_dir, batch: int, micro: int, world: int, cuda: bool, pretrained: bool
+):
     from lgrpo.engines.trl import LambdaGRPOConfig
 
     r = cfg.rl
@@ -319,7 +339,7 @@ def _lambda_grpo_config(cfg: TrainConfig, out_dir, batch: int, micro: int, cuda:
         weight_decay=r.weight_decay,
         max_grad_norm=r.max_grad_norm,
         per_device_train_batch_size=micro,
-        gradient_accumulation_steps=batch // micro,
+        gradient_accumulation_steps=batch // (micro * world),
         num_generations=r.num_generations,
         num_iterations=r.num_iterations,
         temperature=r.temperature,
