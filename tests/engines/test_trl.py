@@ -5,6 +5,7 @@ Everything is built locally (tiny Qwen2 model, char-level tokenizer, see ``trl_h
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -28,8 +29,9 @@ from trl_helpers import (  # noqa: E402
     reward_digits,
 )
 
+import lgrpo.engines.trl as trl_engine  # noqa: E402
 from lgrpo.engines.trl import LambdaGRPOConfig, LambdaGRPOTrainer  # noqa: E402
-from lgrpo.objectives import LOSS_TYPES, lambda_weights, policy_loss  # noqa: E402
+from lgrpo.objectives import LOSS_TYPES, lambda_weights  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------------------
 # fixtures
@@ -72,10 +74,19 @@ def brute_force_weights(
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory, model_dir, tok):
-    """A stock GRPOTrainer and a LambdaGRPOTrainer on identical weights, and one generation batch (β = 0.04, so the
-    batch carries reference log-probs), with perturbed sampling log-probs so the clip is active."""
+    """A stock GRPOTrainer and a LambdaGRPOTrainer on identical weights, and one generation batch of 8 rows (2 prompts
+    of different lengths × 4) that gradient accumulation splits into 2 micro-batches of 4. β = 0.04 so the batch
+    carries reference log-probs; the sampling and reference log-probs are perturbed so that the clip is active and
+    the KL term and its gradient are not 0."""
     out = str(tmp_path_factory.mktemp("pair"))
-    common = base_args(out, beta=0.04, top_k=2, max_completion_length=10, per_device_train_batch_size=8)
+    common = base_args(
+        out,
+        beta=0.04,
+        top_k=2,
+        max_completion_length=10,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+    )
     stock = GRPOTrainer(
         model=model_dir,
         reward_funcs=reward_digits,
@@ -92,9 +103,11 @@ def pair(tmp_path_factory, model_dir, tok):
     )
     for t in (stock, ours):
         t.model.train()
-        t.current_gradient_accumulation_steps = 2  # exercise TRL's accumulation scaling
+        t.current_gradient_accumulation_steps = 2  # set by Trainer.train(); the loss divides by it
     torch.manual_seed(0)
     batch = ours._generate_and_score_completions(next(iter(ours.get_train_dataloader())))
+    assert batch["completion_ids"].shape[0] == 8 and ours.args.steps_per_generation == 2
+    assert bool((batch["prompt_mask"] == 0).any()), "prompts of different lengths: left padding is exercised"
     with torch.no_grad():
         ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
         att = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
@@ -103,7 +116,22 @@ def pair(tmp_path_factory, model_dir, tok):
         )
     g = torch.Generator().manual_seed(1)
     batch["old_per_token_logps"] = logp + 0.3 * torch.randn(logp.shape, generator=g)
+    batch["ref_per_token_logps"] = logp + 0.5 * torch.randn(logp.shape, generator=g)
     return stock, ours, batch
+
+
+def micro_batches(batch: dict, n: int = 2) -> list[dict]:
+    """The generation batch split row-wise into ``n`` micro-batches, as TRL splits it over accumulation steps."""
+    rows = batch["completion_ids"].shape[0]
+    size = rows // n
+    out = []
+    for k in range(n):
+        part = {}
+        for key, v in batch.items():
+            is_rows = isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == rows
+            part[key] = v[k * size : (k + 1) * size] if is_rows else v
+        out.append(part)
+    return out
 
 
 def loss_and_grads(trainer, batch) -> tuple[float, list[torch.Tensor]]:
@@ -156,14 +184,36 @@ def test_config_defaults(tmp_path):
     ("kwargs", "name"),
     [
         ({"importance_sampling_level": "sequence", "loss_type": "grpo"}, "importance_sampling_level"),
-        ({"delta": 2.0}, "delta"),
-        ({"entropy_coef": 0.01}, "entropy_coef"),
+        ({"sapo_temperature_neg": 2.0}, "sapo_temperature_neg"),
+        ({"vespo_k_pos": 1.0}, "vespo_k_pos"),
     ],
 )
-def test_trainer_rejects_unsupported_options(tmp_path, tok, kwargs, name):
+def test_trainer_refuses_options_off_the_allow_list(tmp_path, tok, kwargs, name):
     args = LambdaGRPOConfig(**base_args(str(tmp_path), **kwargs))
     with pytest.raises(ValueError, match=name):
         build_trainer(tok, args)
+
+
+def test_allow_list_names_real_options_and_refuses_new_ones(tmp_path, monkeypatch):
+    """Every allowed name is a GRPOConfig field; a field a later TRL adds is refused once set, by name."""
+    names = {f.name for f in dataclasses.fields(GRPOConfig)}
+    assert names >= trl_engine.ALLOWED_OPTIONS, trl_engine.ALLOWED_OPTIONS - names
+
+    @dataclasses.dataclass
+    class LaterGRPOConfig(GRPOConfig):  # stands for the GRPOConfig of a TRL release after 1.16
+        token_bonus: float = 0.0
+
+    monkeypatch.setattr(trl_engine, "GRPOConfig", LaterGRPOConfig)
+    assert trl_engine._refused_options(LaterGRPOConfig(**base_args(str(tmp_path)))) == []
+    bad = trl_engine._refused_options(LaterGRPOConfig(**base_args(str(tmp_path), token_bonus=0.5)))
+    assert len(bad) == 1 and bad[0].startswith("token_bonus=0.5")
+
+
+def test_trainer_accepts_allowed_options(tmp_path, tok):
+    kwargs = dict(
+        delta=2.0, entropy_coef=0.01, top_entropy_quantile=0.5, num_iterations=2, scale_rewards="none"
+    )
+    build_trainer(tok, LambdaGRPOConfig(**base_args(str(tmp_path), **kwargs)))
 
 
 def test_trainer_rejects_plain_config_with_unsupported_loss(tmp_path, tok):
@@ -173,7 +223,7 @@ def test_trainer_rejects_plain_config_with_unsupported_loss(tmp_path, tok):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# (a) uniform == stock TRL; (b) lambda == policy_loss with λ weights and TRL's denominators
+# (a) uniform == stock TRL (regression); (b) uniform and λ == the loss written out by hand, values and gradients
 
 CASES = [(lt, beta) for lt in LOSS_TYPES for beta in (0.0, 0.04)]
 
@@ -235,86 +285,156 @@ def test_uniform_matches_stock_with_tool_mask(pair, loss_type, beta):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-7)
 
 
-def trl_denominator_factor(trainer, batch, loss_type: str) -> tuple[float | None, float]:
-    """(normalizer for policy_loss, extra divisor), from TRL's documented aggregation for one micro-batch."""
-    ga = trainer.current_gradient_accumulation_steps
+def hand_loss(
+    logp: torch.Tensor,
+    batch: dict,
+    w: torch.Tensor,
+    loss_type: str,
+    beta: float,
+    bias_correction: bool,
+    accumulation: int = 2,
+    max_len: int = 10,
+    kl_weights: torch.Tensor | None = None,
+    dapo_tokens: float | None = None,
+) -> torch.Tensor:
+    """The loss of one optimizer step over the whole generation batch, written out row by row from the definitions
+    (METHOD.md §1, §6; TRL's documented aggregation), summed over ``accumulation`` equal micro-batches of rows:
+
+        ℓ_it = w_it · ( −min(P·a_i, clip(P, 0.8, 1.2)·a_i) + β·D_it·(P if bias_correction else 1) )
+                                                    (kl_weights replace w_it in the KL term, to test the test)
+        grpo:    (1/n_micro) Σ_micro mean_i ( Σ_t ℓ_it / n_i )
+        bnpo:    (1/n_micro) Σ_micro Σ ℓ / (tokens of the micro-batch)
+        dr_grpo: (1/n_micro) Σ_micro Σ ℓ / (rows of the micro-batch · max_completion_length)
+        dapo:    Σ ℓ / (tokens of the whole generation batch, or dapo_tokens)
+    """
+    mask = batch["completion_mask"] * batch.get("tool_mask", torch.ones_like(batch["completion_mask"]))
+    rows = logp.shape[0]
+    per_row, counts = [], []  # Σ_t ℓ_it and n_i of each row
+    for i in range(rows):
+        m = mask[i].bool()
+        lp, old, ref = logp[i][m], batch["old_per_token_logps"][i][m], batch["ref_per_token_logps"][i][m]
+        a = float(batch["advantages"][i])
+        p = torch.exp(lp - old)
+        policy = -torch.minimum(p * a, p.clamp(0.8, 1.2) * a)
+        d = torch.exp(ref - lp) - (ref - lp) - 1
+        kl = beta * d * (p if bias_correction else 1.0)
+        kw = w if kl_weights is None else kl_weights
+        per_row.append((w[i][m] * policy + kw[i][m] * kl).sum())
+        counts.append(int(m.sum()))
+    size = rows // accumulation
+    micro = [range(k * size, (k + 1) * size) for k in range(accumulation)]
     if loss_type == "dapo":
-        return float(batch["num_items_in_batch"]) * ga / trainer.args.steps_per_generation, 1.0
-    return None, float(ga)
+        return sum(per_row) / (sum(counts) if dapo_tokens is None else dapo_tokens)
+    if loss_type == "grpo":
+        parts = [sum(per_row[i] / counts[i] for i in r) / len(r) for r in micro]
+    elif loss_type == "bnpo":
+        parts = [sum(per_row[i] for i in r) / sum(counts[i] for i in r) for r in micro]
+    else:  # dr_grpo
+        parts = [sum(per_row[i] for i in r) / (len(r) * max_len) for r in micro]
+    return sum(parts) / accumulation
 
 
-@pytest.mark.parametrize(("loss_type", "beta"), CASES)
-def test_lambda_loss_is_policy_loss_with_lambda_weights(pair, loss_type, beta):
+def accumulated_loss_and_grads(trainer, batch, n: int = 2) -> tuple[float, list[torch.Tensor]]:
+    """The trainer's loss summed over ``n`` micro-batches, and the gradient they accumulate (as Trainer.train does)."""
+    trainer.model.zero_grad(set_to_none=True)
+    total = 0.0
+    for part in micro_batches(batch, n):
+        loss = trainer._compute_loss(trainer.model, dict(part))
+        loss.backward()
+        total += float(loss)
+    return total, [p.grad.detach().clone() for p in trainer.model.parameters() if p.grad is not None]
+
+
+def hand_loss_and_grads(
+    stock, batch, w, loss_type, beta, bias_correction, **kw
+) -> tuple[float, list[torch.Tensor]]:
+    """hand_loss on the log-probs of TRL's own forward pass (stock trainer, same weights), and its gradient."""
+    stock.model.zero_grad(set_to_none=True)
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+    att = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+    logp, _, _ = stock._get_per_token_logps_and_entropies(
+        stock.model, ids, att, batch["completion_ids"].size(1)
+    )
+    loss = hand_loss(logp, batch, w, loss_type, beta, bias_correction, **kw)
+    loss.backward()
+    return float(loss), [p.grad.detach().clone() for p in stock.model.parameters() if p.grad is not None]
+
+
+HAND_CASES = [(lt, beta, bc) for lt in LOSS_TYPES for beta, bc in ((0.0, True), (0.04, True), (0.04, False))]
+
+
+@pytest.mark.parametrize("weighting", ["lambda", "uniform"])
+@pytest.mark.parametrize(("loss_type", "beta", "bias_correction"), HAND_CASES)
+def test_loss_matches_hand_computation(pair, tok, weighting, loss_type, beta, bias_correction):
+    """Values and gradients over a gradient-accumulation window of 2 micro-batches, with a tool-output span in some
+    completions (a non-contiguous loss mask), against hand_loss with brute-force λ weights."""
+    stock, ours, batch = pair
+    ids, mask = batch["completion_ids"], batch["completion_mask"]
+    batch = dict(batch)
+    tool = torch.ones_like(mask)
+    tool[0, 1:3] = tool[5, 2:4] = 0
+    batch["tool_mask"] = tool
+    batch["num_items_in_batch"] = (
+        mask * tool
+    ).sum()  # TRL counts the loss mask's tokens of the generation batch
+    group = torch.arange(ids.shape[0]) // ours.num_generations
+    w = brute_force_weights(
+        ids, mask, group, 1.0
+    )  # process sets count every sampled token, tool output included
+    if weighting == "uniform":
+        batch.pop("lambda_weights")
+        w = mask.float()
+    else:
+        torch.testing.assert_close(batch["lambda_weights"], w)
+        assert bool((w[mask.bool()] < 1).any()), "the batch should share prefixes, else λ weights are all 1"
+    set_options(ours, loss_type, beta)
+    ours.args.use_bias_correction_kl = bias_correction
+    try:
+        loss, grads = accumulated_loss_and_grads(ours, batch)
+    finally:
+        ours.args.use_bias_correction_kl = True
+    ref_loss, ref_grads = hand_loss_and_grads(stock, batch, w, loss_type, beta, bias_correction)
+    assert loss == pytest.approx(ref_loss, rel=1e-5, abs=1e-7)
+    assert len(grads) == len(ref_grads) > 0
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-7)
+
+    # the check can fail: the hand loss with the other weighting, or with an unweighted KL term, is far off
+    other = mask.float() if weighting == "lambda" else brute_force_weights(ids, mask, group, 1.0)
+    far, far_grads = hand_loss_and_grads(stock, batch, other, loss_type, beta, bias_correction)
+    assert abs(far - ref_loss) > 100 * (1e-5 * abs(ref_loss) + 1e-7)
+    assert max(float((a - b).abs().max()) for a, b in zip(far_grads, ref_grads)) > 1e-4
+    if beta and weighting == "lambda":  # TRL's unweighted KL term would not do
+        far, _ = hand_loss_and_grads(
+            stock, batch, w, loss_type, beta, bias_correction, kl_weights=mask.float()
+        )
+        assert abs(far - ref_loss) > 100 * (1e-5 * abs(ref_loss) + 1e-7)
+
+
+@pytest.mark.parametrize("bias_correction", [True, False])
+def test_dapo_when_one_generation_batch_spans_two_optimizer_steps(pair, bias_correction):
+    """steps_per_generation=4, gradient_accumulation_steps=2: TRL's dapo divides every optimizer step by half the
+    generation batch's tokens (its expected share). First step (rows 0-3, micro-batches of 2 rows), λ and β > 0."""
     stock, ours, batch = pair
     ids, mask = batch["completion_ids"], batch["completion_mask"]
     group = torch.arange(ids.shape[0]) // ours.num_generations
     w = brute_force_weights(ids, mask, group, 1.0)
-    torch.testing.assert_close(batch["lambda_weights"], w)
-    assert bool((w[mask.bool()] < 1).any()), "the batch should share prefixes, else λ weights are all 1"
-
-    set_options(ours, loss_type, beta)
-    ours.args.use_bias_correction_kl = False  # TRL's KL-term ratio is not part of policy_loss; tested below
+    first = micro_batches(batch, 2)[0]  # the rows of the first optimizer step
+    set_options(ours, "dapo", 0.04)
+    ours.args.steps_per_generation, ours.args.use_bias_correction_kl = 4, bias_correction
     try:
-        loss = float(ours._compute_loss(ours.model, dict(batch)))
+        loss, grads = accumulated_loss_and_grads(ours, first)
     finally:
-        ours.args.use_bias_correction_kl = True
-    with torch.no_grad():
-        full = torch.cat([batch["prompt_ids"], ids], 1)
-        att = torch.cat([batch["prompt_mask"], mask], 1)
-        logp, _, _ = stock._get_per_token_logps_and_entropies(stock.model, full, att, ids.size(1))
-    normalizer, divisor = trl_denominator_factor(ours, batch, loss_type)
-    expected = (
-        policy_loss(
-            logp,
-            batch["advantages"],
-            mask,
-            old_logp=batch["old_per_token_logps"],
-            ref_logp=batch["ref_per_token_logps"] if beta else None,
-            weights=w,
-            loss_type=loss_type,
-            beta=beta,
-            max_completion_length=ours.max_completion_length,
-            normalizer=normalizer,
-        )
-        / divisor
+        ours.args.steps_per_generation, ours.args.use_bias_correction_kl = 2, True
+    tokens = float(mask.sum()) / 2
+    ref_loss, ref_grads = hand_loss_and_grads(
+        stock, first, w[:4], "dapo", 0.04, bias_correction, dapo_tokens=tokens
     )
-    assert loss == pytest.approx(float(expected), rel=1e-5, abs=1e-7)
-    unweighted = (
-        policy_loss(
-            logp,
-            batch["advantages"],
-            mask,
-            old_logp=batch["old_per_token_logps"],
-            ref_logp=batch["ref_per_token_logps"] if beta else None,
-            loss_type=loss_type,
-            beta=beta,
-            max_completion_length=ours.max_completion_length,
-            normalizer=normalizer,
-        )
-        / divisor
-    )
-    assert loss != pytest.approx(float(unweighted), rel=1e-3)  # the weights did change the loss
-
-
-def test_lambda_loss_with_kl_bias_correction(pair):
-    """With TRL's use_bias_correction_kl the KL term is multiplied by the ratio P; the λ weight multiplies both terms:
-    loss = Σ w·(policy + β·P·D) / (token count · accumulation), written out here for bnpo."""
-    stock, ours, batch = pair
-    set_options(ours, "bnpo", 0.04)
-    loss = float(ours._compute_loss(ours.model, dict(batch)))
-    ids, mask = batch["completion_ids"], batch["completion_mask"].float()
-    with torch.no_grad():
-        full = torch.cat([batch["prompt_ids"], ids], 1)
-        att = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
-        logp, _, _ = stock._get_per_token_logps_and_entropies(stock.model, full, att, ids.size(1))
-    a = batch["advantages"][:, None]
-    ratio = torch.exp(logp - batch["old_per_token_logps"])
-    pol = -torch.min(ratio * a, ratio.clamp(0.8, 1.2) * a)
-    d = batch["ref_per_token_logps"] - logp
-    kl = torch.exp(d) - d - 1
-    per_token = batch["lambda_weights"] * (pol + 0.04 * ratio * kl)
-    expected = (per_token * mask).sum() / mask.sum() / ours.current_gradient_accumulation_steps
-    assert loss == pytest.approx(float(expected), rel=1e-5)
+    assert loss == pytest.approx(ref_loss, rel=1e-5, abs=1e-7)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-7)
+    far, _ = hand_loss_and_grads(stock, first, w[:4], "dapo", 0.04, bias_correction, dapo_tokens=2 * tokens)
+    assert abs(far - ref_loss) > 100 * (1e-5 * abs(ref_loss) + 1e-7)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -398,8 +518,12 @@ def test_train_writes_rollouts_and_prm_metrics(tmp_path, tok):
             by_group.setdefault(x["group"], []).append(x)
         assert all(len(v) == args.num_generations for v in by_group.values())
         assert all(len({x["prompt"] for x in v}) == 1 for v in by_group.values())
-        for v in by_group.values():  # advantages are the group-standardised rewards
-            assert abs(sum(x["advantage"] for x in v)) < 1e-4
+        for v in by_group.values():  # the plain GRPO advantage (METHOD.md §1), not a λ-weighted one
+            r = torch.tensor([x["reward"] for x in v])
+            expected = (r - r.mean()) / (r.std() + 1e-4)
+            torch.testing.assert_close(
+                torch.tensor([x["advantage"] for x in v]), expected, rtol=1e-4, atol=1e-5
+            )
 
 
 def test_weights_follow_rows_through_buffering(tmp_path, tok):

@@ -51,8 +51,11 @@ def build_model(
 
 
 def build_dataset(n: int = 16, seed: int = 0) -> Dataset:
+    """``n`` prompts ``"a+b="`` with ``a, b`` of 1 to 3 digits: prompt lengths vary, so batches are left-padded."""
     g = torch.Generator().manual_seed(seed)
-    xs = torch.randint(0, 10, (n, 2), generator=g).tolist()
+    digits = torch.tensor([[1 + i % 3, 1 + i % 2] for i in range(n)])
+    low = torch.where(digits > 1, 10 ** (digits - 1), 0)
+    xs = (low + torch.rand(n, 2, generator=g) * (10**digits - low)).long().tolist()
     return Dataset.from_dict({"prompt": [f"{a}+{b}=" for a, b in xs], "answer": [str(a + b) for a, b in xs]})
 
 

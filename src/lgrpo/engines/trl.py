@@ -16,8 +16,16 @@ What changes against stock GRPO (METHOD.md §6), and where:
 2. ``_get_per_token_logps_and_entropies`` (only with ``tree_packing=True``): the policy, old-policy and reference
    log-probs are computed over each group's process tree, every shared token once (:mod:`lgrpo.packing`), and
    returned as TRL's ``[B, T]`` tensors, so the loss below is unchanged.
-3. ``_compute_loss``: the per-token loss is :func:`lgrpo.objectives.policy_loss` with those weights (policy and KL
-   term both weighted) and TRL's own denominator for the loss type, so ``weighting="uniform"`` is stock GRPO.
+3. ``_compute_loss``: TRL's own loss, given the per-token advantages ``w·A`` (``[B, T]``). For ``w ≥ 0``,
+   ``w·min(P·A, clip(P)·A) = min(P·wA, clip(P)·wA)``, so this is the weighted policy term with TRL's own
+   normalisers, masks and ratios. TRL adds its KL term (β > 0) unweighted; METHOD.md §6 weights it too, so
+   ``_kl_reweighting`` adds ``β·aggregate((w − 1)·D)`` (the only loss term lgrpo computes itself). With
+   ``weighting="uniform"`` nothing is stored and the loss is stock GRPO's.
+
+``GRPOConfig`` options are checked at init against :data:`ALLOWED_OPTIONS`: any other TRL option with a non-default
+value is refused, naming it. ``use_bias_correction_kl`` (TRL's default ``True``) multiplies the KL term by the ratio
+``P``; ``LambdaGRPOConfig`` keeps that default, so uniform weighting stays stock TRL, while ``lgrpo train`` sets it to
+``False`` to match METHOD.md §6 (``D``, not ``P·D``).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -34,8 +42,8 @@ from torch import Tensor
 try:
     import trl
     from accelerate.utils import gather_object
+    from transformers import TrainingArguments
     from trl import GRPOConfig, GRPOTrainer
-    from trl.trainer.utils import nanmax, nanmin
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
         f"lgrpo.engines.trl needs trl>=1.16 and accelerate: pip install 'lgrpo[trl]' ({e})"
@@ -45,7 +53,7 @@ from lgrpo.objectives import LOSS_TYPES, lambda_weights, policy_loss
 from lgrpo.packing import check_packable, pack_groups, packed_logps, packing_pays
 from lgrpo.process import process_blocks, tree_stats
 
-__all__ = ["WEIGHTINGS", "LambdaGRPOConfig", "LambdaGRPOTrainer"]
+__all__ = ["ALLOWED_OPTIONS", "WEIGHTINGS", "LambdaGRPOConfig", "LambdaGRPOTrainer"]
 
 if tuple(int(x) for x in trl.__version__.split(".")[:2] if x.isdigit()) < (1, 16):  # pragma: no cover
     raise ImportError(
@@ -122,17 +130,59 @@ class LambdaGRPOConfig(GRPOConfig):
         super().__post_init__()
 
 
-def _unsupported_options(args: GRPOConfig) -> list[str]:
-    """TRL options whose loss this trainer does not reproduce, as ``"name=value (why)"``."""
+# GRPOConfig's own fields (beyond transformers.TrainingArguments, the Trainer's machinery, which lgrpo does not touch)
+# whose effect LambdaGRPOTrainer reproduces or does not touch. Any other field with a non-default value is refused
+# at init, so an option added by a later TRL release is refused rather than silently mis-weighted.
+ALLOWED_OPTIONS = frozenset(
+    {
+        # model loading and the forward pass
+        "model_init_kwargs", "trust_remote_code", "disable_dropout", "cast_lm_head_to_fp32",
+        "router_aux_loss_coef",
+        # generation batch and sampling: weights are computed over whatever groups TRL generates
+        "num_generations", "num_generations_eval", "max_completion_length", "ds3_gather_for_generation",
+        "shuffle_dataset", "pad_to_multiple_of", "generation_batch_size", "steps_per_generation", "temperature",
+        "top_p", "top_k", "min_p", "generation_kwargs", "chat_template_kwargs", "repetition_penalty",
+        "cache_implementation", "max_tool_calling_iterations", "mask_truncated_completions",
+        "use_transformers_continuous_batching", "transformers_continuous_batching_config",
+        "use_transformers_paged",
+        "use_vllm", "vllm_mode", "vllm_model_impl", "vllm_enable_sleep_mode", "vllm_structured_outputs_regex",
+        "vllm_server_base_url", "vllm_server_host", "vllm_server_port", "vllm_server_timeout", "vllm_group_port",
+        "vllm_gpu_memory_utilization", "vllm_max_model_length", "vllm_tensor_parallel_size",
+        # rewards and advantages: TRL's, then weighted per token
+        "reward_weights", "multi_objective_aggregation", "scale_rewards",
+        # the loss: TRL's own loss on the weighted advantages (token masks and ratios multiply the policy term,
+        # which commutes with w >= 0); the KL term is reweighted by _kl_reweighting
+        "loss_type", "beta", "num_iterations", "epsilon", "epsilon_high", "delta", "top_entropy_quantile",
+        "off_policy_mask_threshold", "use_bias_correction_kl", "vllm_importance_sampling_correction",
+        "vllm_importance_sampling_mode", "vllm_importance_sampling_clip_max", "vllm_importance_sampling_clip_min",
+        "vllm_importance_sampling_cap",
+        # TRL's entropy bonus: added by TRL to the loss, unweighted
+        "entropy_coef", "use_adaptive_entropy", "entropy_coef_min", "entropy_coef_max", "entropy_coef_delta",
+        "entropy_target",
+        # reference model
+        "sync_ref_model", "ref_model_mixup_alpha", "ref_model_sync_steps",
+        # logging
+        "log_completions", "log_multimodal", "num_completions_to_print", "log_unique_prompts",
+        "log_completions_hub_repo",
+    }
+)  # fmt: skip
+
+
+def _refused_options(args: GRPOConfig) -> list[str]:
+    """The options of ``args`` this trainer does not reproduce, as ``"name=value (why)"``; empty if none."""
+    known = ALLOWED_OPTIONS | {f.name for f in fields(TrainingArguments)}
     bad = []
     if args.loss_type not in LOSS_TYPES:
         bad.append(f"loss_type={args.loss_type!r} (supported: {', '.join(LOSS_TYPES)})")
-    if args.importance_sampling_level != "token":
-        bad.append(f"importance_sampling_level={args.importance_sampling_level!r} (only 'token')")
-    if args.delta is not None:
-        bad.append(f"delta={args.delta} (two-sided clipping is not supported)")
-    if args.entropy_coef != 0.0 or args.use_adaptive_entropy:
-        bad.append("entropy_coef/use_adaptive_entropy (the entropy bonus is not supported)")
+    for f in fields(GRPOConfig):  # TRL's options only: a subclass's own fields are its author's business
+        if f.name in known:
+            continue
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        value = getattr(args, f.name, default)
+        if value != default:
+            bad.append(
+                f"{f.name}={value!r} (lgrpo does not reproduce this GRPOConfig option; default {default!r})"
+            )
     return bad
 
 
@@ -142,14 +192,18 @@ class LambdaGRPOTrainer(GRPOTrainer):
     A plain ``GRPOConfig`` is accepted too and means ``weighting="lambda"``, ``lambda_power=1``.
     """
 
+    # while _compute_loss runs TRL's loss with β > 0: keep the policy log-probs of its forward pass (see below)
+    _keep_logps: bool = False
+    _kept_logps: Tensor | None = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         cfg = kwargs.get("args", args[2] if len(args) > 2 else None)
         if cfg is not None:
-            bad = _unsupported_options(cfg)
+            bad = _refused_options(cfg)
             if bad:
                 raise ValueError("LambdaGRPOTrainer does not support: " + "; ".join(bad))
         super().__init__(*args, **kwargs)
-        bad = _unsupported_options(self.args)  # when args was None, TRL built a default GRPOConfig
+        bad = _refused_options(self.args)  # when args was None, TRL built a default GRPOConfig
         if bad:
             raise ValueError("LambdaGRPOTrainer does not support: " + "; ".join(bad))
         self.weighting = getattr(self.args, "weighting", "lambda")
@@ -282,7 +336,13 @@ class LambdaGRPOTrainer(GRPOTrainer):
                 "tree_packing=True: the MoE router aux loss counts every padded token; it cannot be packed"
             )
 
-    def _get_per_token_logps_and_entropies(
+    def _get_per_token_logps_and_entropies(self, *args: Any, **kwargs: Any):
+        out = self._tree_logps_and_entropies(*args, **kwargs)
+        if self._keep_logps:  # the policy log-probs of the loss's own forward pass, for _kl_reweighting
+            self._kept_logps = out[0]
+        return out
+
+    def _tree_logps_and_entropies(
         self,
         model,
         input_ids,
@@ -346,150 +406,64 @@ class LambdaGRPOTrainer(GRPOTrainer):
     # loss
 
     def _compute_loss(self, model, inputs):
-        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
-        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
-        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
-        mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]
-        mm_keys = (
-            "pixel_values",
-            "image_grid_thw",
-            "num_images",
-            "pixel_attention_mask",
-            "spatial_shapes",
-            "num_tiles",
-            "image_sizes",
-            "token_type_ids",
-            "mm_token_type_ids",
-            "image_position_ids",
-        )
-        logp, entropies, aux_loss = self._get_per_token_logps_and_entropies(
-            model,
-            input_ids,
-            attention_mask,
-            completion_ids.size(1),
-            compute_entropy=True,
-            compute_aux_loss=self.aux_loss_enabled,
-            **{k: inputs.get(k) for k in mm_keys},
-        )
+        """TRL's own loss with the policy term weighted through the advantages; β > 0 adds the KL term's weighting.
+
+        For ``w ≥ 0``, ``w·min(P·A, clip(P)·A) = min(P·wA, clip(P)·wA)``, and TRL's token masks, off-policy mask and
+        vLLM importance-sampling ratio multiply that term too, so TRL's loss with the ``[B, T]`` advantages ``w·A``
+        is the weighted policy term with TRL's normalisers. TRL adds the KL term ``β·D`` unweighted; METHOD.md §6
+        weights it too, which :meth:`_kl_reweighting` adds.
+        """
+        weights = inputs.get("lambda_weights")
+        if weights is None:  # weighting="uniform" or lambda_power=0: stock GRPO
+            return super()._compute_loss(model, inputs)
+        advantages = inputs["advantages"]
+        advantages = advantages[:, None] if advantages.dim() == 1 else advantages
+        inputs = {**inputs, "advantages": advantages * weights}  # [B, T]
+        if self.beta == 0.0:
+            return super()._compute_loss(model, inputs)
+        self._keep_logps = True
+        try:
+            loss = super()._compute_loss(model, inputs)
+            logp = self._kept_logps
+        finally:
+            self._keep_logps, self._kept_logps = False, None
+        return loss + self._kl_reweighting(logp, inputs, weights)
+
+    def _kl_reweighting(self, logp: Tensor, inputs: dict[str, Any], weights: Tensor) -> Tensor:
+        """``β·aggregate((w − 1)·D·c)``: added to TRL's loss, it turns TRL's KL term ``β·D·c`` into ``β·w·D·c``.
+
+        ``logp``, ``weights``: ``[B, T]``; ``D`` is TRL's k3 estimate against ``ref_per_token_logps`` and ``c`` the
+        ratio ``exp(logp − old_logp)`` under ``use_bias_correction_kl`` (else 1). The aggregation and normaliser
+        are TRL's for the loss type (``lgrpo.objectives.policy_loss`` with zero advantages), scaled for gradient
+        accumulation as TRL scales its loss.
+        """
+        mask = inputs["completion_mask"]
+        if "tool_mask" in inputs:
+            mask = mask * inputs["tool_mask"]
         old_logp = inputs.get("old_per_token_logps")
         old_logp = logp.detach() if old_logp is None else old_logp
-
-        advantages = inputs["advantages"]
-        advantages = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
-        # TRL's 0/1 token masks and the vLLM importance-sampling ratio multiply the policy term only (not the KL
-        # term). Each is >= 0, so min(P·A·c, clip(P)·A·c) = c·min(P·A, clip(P)·A): folding them into the
-        # advantages reproduces TRL exactly while policy_loss stays the single place the loss is written.
-        scales = []
-        if self.top_entropy_quantile < 1.0:
-            scales.append(self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile))
-        if self.off_policy_mask_threshold is not None:
-            scales.append(
-                self.get_off_policy_mask(
-                    advantages=advantages,
-                    per_token_logps=logp,
-                    sampling_per_token_logps=inputs.get("sampling_per_token_logps", old_logp),
-                    mask=mask,
-                    off_policy_threshold=self.off_policy_mask_threshold,
-                )
-            )
-        if self.use_vllm and self.vllm_importance_sampling_correction:
-            scales.append(inputs["importance_sampling_ratio"])
-        policy_adv = advantages
-        for s in scales:
-            policy_adv = policy_adv * s
-        if policy_adv.shape[1] == 1:
-            policy_adv = policy_adv[:, 0]  # [B]: one advantage per completion
-        else:
-            policy_adv = policy_adv.expand_as(logp)
-
-        mode = "train" if self.model.training else "eval"
-        accumulation = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+        scale = weights - 1.0
+        if self.args.use_bias_correction_kl:
+            scale = scale * torch.exp(logp - old_logp)
+        train = self.model.training
+        accumulation = self.current_gradient_accumulation_steps if train else 1
         normalizer = None
-        if self.loss_type == "dapo":
-            # TRL: num_items_in_batch counts the whole generation batch of all processes; rescale it to one
-            # process's accumulation window.
+        if self.loss_type == "dapo":  # TRL: num_items_in_batch spans the generation batch of all processes
             normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
-            if mode == "train":
-                normalizer = (
-                    normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
-                )
-        ref_logp = inputs.get("ref_per_token_logps") if self.beta != 0.0 else None
-        weights = inputs.get("lambda_weights")
-        common = dict(
-            old_logp=old_logp,
+            if train:
+                normalizer = normalizer * accumulation / self.args.steps_per_generation
+        kl = policy_loss(
+            logp,
+            torch.zeros_like(logp),
+            mask,
+            ref_logp=inputs["ref_per_token_logps"],
+            weights=scale,
             loss_type=self.loss_type,
-            epsilon_low=self.epsilon_low,
-            epsilon_high=self.epsilon_high,
+            beta=self.beta,
             max_completion_length=self.max_completion_length,
             normalizer=normalizer,
         )
-        if ref_logp is not None and self.args.use_bias_correction_kl:
-            # TRL multiplies the KL term (only) by the differentiable ratio P = exp(logp − old_logp). Every
-            # aggregation is linear in the per-token loss, so the loss is the policy term plus a second
-            # policy_loss call whose advantages are 0 (policy term vanishes) and whose weights carry P.
-            ratio = torch.exp(logp - old_logp)
-            kl_weights = ratio if weights is None else ratio * weights
-            loss = policy_loss(logp, policy_adv, mask, weights=weights, beta=0.0, **common) + policy_loss(
-                logp,
-                torch.zeros_like(logp),
-                mask,
-                ref_logp=ref_logp,
-                weights=kl_weights,
-                beta=self.beta,
-                **common,
-            )
-        else:
-            loss = policy_loss(
-                logp, policy_adv, mask, ref_logp=ref_logp, weights=weights, beta=self.beta, **common
-            )
-        if self.loss_type != "dapo":
-            loss = loss / accumulation
-        if self.aux_loss_enabled:
-            loss = loss + self.router_aux_loss_coef * aux_loss / accumulation
-            self._metrics[mode]["aux_loss"].append(
-                self.accelerator.gather_for_metrics(aux_loss).mean().item()
-            )
-        self._log_loss_metrics(mode, logp, old_logp, entropies, advantages, mask, inputs)
-        return loss
-
-    @torch.no_grad()
-    def _log_loss_metrics(
-        self,
-        mode: str,
-        logp: Tensor,
-        old_logp: Tensor,
-        entropies: Tensor,
-        advantages: Tensor,
-        mask: Tensor,
-        inputs: dict[str, Any],
-    ) -> None:
-        """TRL's per-micro-batch metrics (``kl``, ``entropy``, ``clip_ratio/*``), under TRL's names."""
-        mask = mask.float()
-
-        def global_mean(x: Tensor) -> float:
-            totals = self.accelerator.reduce(torch.stack([(x * mask).sum(), mask.sum()]), reduction="sum")
-            return (totals[0] / totals[1].clamp(min=1.0)).item()
-
-        def seq_mean(x: Tensor) -> Tensor:
-            return (x * mask).sum(-1) / mask.sum(-1)
-
-        if self.beta != 0.0:
-            delta = inputs["ref_per_token_logps"] - logp.detach()
-            self._metrics[mode]["kl"].append(global_mean(torch.exp(delta) - delta - 1))  # TRL's k3 metric
-        self._metrics[mode]["entropy"].append(global_mean(entropies))
-        ratio = torch.exp(logp.detach() - old_logp)
-        low = ((ratio < 1 - self.epsilon_low) & (advantages < 0)).float()
-        high = ((ratio > 1 + self.epsilon_high) & (advantages > 0)).float()
-        self._metrics[mode]["clip_ratio/low_mean"].append(global_mean(low))
-        self._metrics[mode]["clip_ratio/high_mean"].append(global_mean(high))
-        self._metrics[mode]["clip_ratio/region_mean"].append(global_mean(torch.maximum(low, high)))
-        self._metrics[mode]["clip_ratio/low_min"].append(
-            nanmin(self.accelerator.gather(seq_mean(low))).item()
-        )
-        self._metrics[mode]["clip_ratio/high_max"].append(
-            nanmax(self.accelerator.gather(seq_mean(high))).item()
-        )
+        return kl if self.loss_type == "dapo" else kl / accumulation
 
 
 def _unique_token_fraction(
