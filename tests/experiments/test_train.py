@@ -102,6 +102,55 @@ def test_trl_side_errors_name_the_key_before_any_work(tmp_path, monkeypatch, ove
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("rl.trl.epsilon_hi=0.3", r"rl\.trl\.epsilon_hi.*no field 'epsilon_hi'"),
+        ("rl.trl.learning_rate=1e-5", r"rl\.trl\.learning_rate.*from rl\.learning_rate"),
+        (
+            "rl.trl.per_device_train_batch_size=2",
+            r"rl\.trl\.per_device_train_batch_size.*rl\.micro_batch_size",
+        ),
+        ("rl.trl.output_dir=x", r"rl\.trl\.output_dir.*--out"),
+        ("rl.trl=3", r"rl\.trl.*expected a mapping"),
+    ],
+)
+def test_trl_passthrough_refuses_unknown_and_lgrpo_owned_keys_before_any_work(
+    tmp_path, monkeypatch, override, match
+):
+    monkeypatch.setattr(train_mod, "build_model", lambda *a: (_ for _ in ()).throw(AssertionError("built")))
+    parser = argparse.ArgumentParser()
+    train_mod.add_arguments(parser)
+    with pytest.raises(SystemExit, match=match):
+        train_mod.run(parser.parse_args(["--out", str(tmp_path / "r"), override]))
+    assert not (tmp_path / "r").exists()
+
+
+def test_trl_passthrough_reaches_the_trainer_config(tmp_path):
+    """rl.trl keys from a YAML file and from the command line add up and reach LambdaGRPOConfig; the defaults lgrpo
+    chose (report_to: none) give way to them."""
+    path = tmp_path / "c.yaml"
+    path.write_text("rl:\n  trl:\n    epsilon_high: 0.28\n")
+    cfg = load_config(path, ["rl.trl.mask_truncated_completions=true", "rl.trl.report_to=[tensorboard]"])
+    assert cfg.rl.trl == {
+        "epsilon_high": 0.28,
+        "mask_truncated_completions": True,
+        "report_to": ["tensorboard"],
+    }
+    args = train_mod.build_grpo_config(cfg, tmp_path / "run")
+    assert (args.epsilon_high, args.mask_truncated_completions, args.report_to) == (
+        0.28,
+        True,
+        ["tensorboard"],
+    )
+    assert train_mod.build_grpo_config(load_config(), tmp_path / "run").report_to == []  # "none": no logger
+    dumped = tmp_path / "saved.yaml"
+    from lgrpo.experiments.config import dump_config
+
+    dump_config(cfg, dumped)
+    assert load_config(dumped).rl.trl == cfg.rl.trl  # a resumed run gets the same passthrough
+
+
 def test_bad_lora_target_fails_before_the_warm_start(tmp_path, monkeypatch, tiny):
     monkeypatch.setattr(
         train_mod, "sft", lambda *a, **k: (_ for _ in ()).throw(AssertionError("warm start ran"))

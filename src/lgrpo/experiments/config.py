@@ -104,6 +104,9 @@ class RLConfig:
     save_total_limit: int = 2
     logging_steps: int = 1
     rollout_log: bool = True  # rollouts.jsonl, read by lgrpo analyze / inspect
+    # any other LambdaGRPOConfig field (e.g. {epsilon_high: 0.28, report_to: [tensorboard]}); checked against its
+    # fields when the run starts, before any work (experiments/train.py: build_grpo_config)
+    trl: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -170,7 +173,11 @@ def _apply(obj: Any, values: dict[str, Any], prefix: str, source: str) -> None:
             known = ", ".join(f"{prefix}{n}" for n in types_)
             raise ValueError(f"unknown config key {key!r}{source} (known: {known})")
         current = getattr(obj, name)
-        if dataclasses.is_dataclass(current):
+        if isinstance(current, dict):  # a free mapping (rl.trl): later sources add to it key by key
+            if not isinstance(value, dict):
+                raise ValueError(f"config key {key!r}{source}: expected a mapping, got {value!r}")
+            current.update(value)
+        elif dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ValueError(
                     f"config key {key!r}{source}: expected a mapping of its fields, got {value!r}"

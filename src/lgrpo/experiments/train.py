@@ -322,51 +322,75 @@ def build_grpo_config(cfg: TrainConfig, out_dir: str | Path):
 def _lambda_grpo_config(
     cfg: TrainConfig, out_dir, batch: int, micro: int, world: int, cuda: bool, pretrained: bool
 ):
+    import dataclasses
+
     from lgrpo.engines.trl import LambdaGRPOConfig
 
-    r = cfg.rl
-    return LambdaGRPOConfig(
-        output_dir=str(Path(out_dir) / CKPT_DIR),
-        weighting=r.weighting,
-        lambda_power=r.lambda_power,
-        log_prm_stats=True,
-        rollout_log=r.rollout_log,
-        max_steps=r.max_steps,
-        learning_rate=r.learning_rate,
-        lr_scheduler_type=r.lr_scheduler_type,
-        warmup_steps=r.warmup_steps,
-        optim=r.optim,
-        weight_decay=r.weight_decay,
-        max_grad_norm=r.max_grad_norm,
-        per_device_train_batch_size=micro,
-        gradient_accumulation_steps=batch // (micro * world),
-        num_generations=r.num_generations,
-        num_iterations=r.num_iterations,
-        temperature=r.temperature,
-        top_p=r.top_p,
-        top_k=r.top_k,
-        max_completion_length=r.max_completion_length,
-        beta=r.beta,
-        use_bias_correction_kl=False,  # METHOD.md §1/§4: the KL term is D, not P·D (TRL's default multiplies by P)
-        epsilon=r.epsilon,
-        loss_type=r.loss_type,
-        scale_rewards=r.scale_rewards,
-        use_vllm=use_vllm(cfg),
-        vllm_mode="colocate",
-        save_strategy="steps",
-        save_steps=r.save_steps,
-        save_total_limit=r.save_total_limit,
-        logging_steps=r.logging_steps,
-        report_to="none",
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        bf16=cuda and cfg.model.dtype in ("bfloat16", "auto"),
-        use_cpu=not cuda,
-        gradient_checkpointing=pretrained,  # pointless for a tiny model, memory saver for real ones
-        dataloader_num_workers=0,
-        log_completions=False,
-        disable_tqdm=False,
-    )
+    r, per_step = cfg.rl, "rl.prompts_per_step, rl.num_generations, rl.micro_batch_size"
+    own: dict[str, tuple[Any, str]] = {  # LambdaGRPOConfig field: (value, where lgrpo takes it from)
+        "output_dir": (str(Path(out_dir) / CKPT_DIR), "--out"),
+        "weighting": (r.weighting, "rl.weighting"),
+        "lambda_power": (r.lambda_power, "rl.lambda_power"),
+        "rollout_log": (r.rollout_log, "rl.rollout_log"),
+        "max_steps": (r.max_steps, "rl.max_steps"),
+        "learning_rate": (r.learning_rate, "rl.learning_rate"),
+        "lr_scheduler_type": (r.lr_scheduler_type, "rl.lr_scheduler_type"),
+        "warmup_steps": (r.warmup_steps, "rl.warmup_steps"),
+        "optim": (r.optim, "rl.optim"),
+        "weight_decay": (r.weight_decay, "rl.weight_decay"),
+        "max_grad_norm": (r.max_grad_norm, "rl.max_grad_norm"),
+        "per_device_train_batch_size": (micro, per_step),
+        "gradient_accumulation_steps": (batch // (micro * world), per_step),
+        "num_generations": (r.num_generations, "rl.num_generations"),
+        "num_iterations": (r.num_iterations, "rl.num_iterations"),
+        "temperature": (r.temperature, "rl.temperature"),
+        "top_p": (r.top_p, "rl.top_p"),
+        "top_k": (r.top_k, "rl.top_k"),
+        "max_completion_length": (r.max_completion_length, "rl.max_completion_length"),
+        "beta": (r.beta, "rl.beta"),
+        # METHOD.md §1/§4: the KL term is D, not P·D (TRL's default multiplies by P)
+        "use_bias_correction_kl": (False, "lgrpo train (METHOD.md's KL term)"),
+        "epsilon": (r.epsilon, "rl.epsilon"),
+        "loss_type": (r.loss_type, "rl.loss_type"),
+        "scale_rewards": (r.scale_rewards, "rl.scale_rewards"),
+        "use_vllm": (use_vllm(cfg), "rl.use_vllm"),
+        "save_steps": (r.save_steps, "rl.save_steps"),
+        "save_total_limit": (r.save_total_limit, "rl.save_total_limit"),
+        "logging_steps": (r.logging_steps, "rl.logging_steps"),
+        "seed": (cfg.seed, "seed"),
+        "data_seed": (cfg.seed, "seed"),
+        "bf16": (cuda and cfg.model.dtype in ("bfloat16", "auto"), "model.dtype"),
+        "use_cpu": (not cuda, "lgrpo train (CUDA when there is one)"),
+    }
+    defaults = {  # lgrpo's choices where TRL's differ; rl.trl may change them
+        "log_prm_stats": True,
+        "vllm_mode": "colocate",
+        "save_strategy": "steps",
+        "report_to": "none",
+        "gradient_checkpointing": pretrained,  # pointless for a tiny model, memory saver for real ones
+        "dataloader_num_workers": 0,
+        "log_completions": False,
+        "disable_tqdm": False,
+    }
+    fields = {f.name for f in dataclasses.fields(LambdaGRPOConfig) if f.init}
+    for key in r.trl:
+        if key not in fields:
+            raise ValueError(
+                f"config key 'rl.trl.{key}': LambdaGRPOConfig (TRL's GRPOConfig) has no field {key!r}"
+            )
+        if key in own:
+            raise ValueError(
+                f"config key 'rl.trl.{key}': lgrpo sets {key} from {own[key][1]}; set that instead"
+            )
+    kwargs = {k: v for k, (v, _) in own.items()} | defaults | r.trl
+    try:
+        return LambdaGRPOConfig(**kwargs)
+    except (ValueError, TypeError) as e:
+        if not r.trl:
+            raise
+        raise ValueError(
+            f"config key 'rl.trl' ({', '.join(r.trl)}): LambdaGRPOConfig refused it: {e}"
+        ) from None
 
 
 def lora_config(cfg: TrainConfig):
