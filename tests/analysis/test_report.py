@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from lgrpo.analysis.report import _plot_key, load_run, smooth_window
 from lgrpo.cli import main
 
 # eval/accuracy per step; the training lines carry reward and prm/* metrics
@@ -119,3 +120,33 @@ def test_a_live_run_with_a_cut_last_line_is_reported(tmp_path):
     metrics.write_text('{"step": 0, "rew\n' + whole)
     with pytest.raises(SystemExit, match=r"metrics\.jsonl:1: not valid JSON"):
         main(["report", str(a), "--out", str(out)])
+
+
+@pytest.mark.parametrize(
+    ("smooth", "n", "want"), [(0, 400, 20), (0, 10, 1), (0, 30, 2), (5, 400, 5), (1, 400, 1)]
+)
+def test_smooth_window(smooth, n, want):
+    assert smooth_window(smooth, n) == want
+
+
+def test_curves_show_the_raw_series_faintly_under_its_moving_average(tmp_path):
+    """Two seeds of one arm: the faint line is the per-step mean over seeds, the solid one its trailing mean over 3
+    steps (worked out here by hand from write_run's rewards 0.1·step + seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [load_run(write_run(tmp_path / f"grpo-seed{s}", "grpo", s, ACC[("grpo", s)])) for s in (0, 1)]
+    fig, ax = plt.subplots()
+    assert _plot_key(ax, {"GRPO": runs}, {"GRPO": "C0"}, "reward", smooth=3)
+    raw, solid = ax.get_lines()
+    mean = [0.1 * step + 0.5 for step in range(11)]  # seeds 0 and 1
+    want = [sum(mean[max(0, i - 2) : i + 1]) / len(mean[max(0, i - 2) : i + 1]) for i in range(11)]
+    assert raw.get_alpha() < 0.5 and (solid.get_alpha() or 1.0) == 1.0
+    assert list(raw.get_ydata()) == pytest.approx(mean)
+    assert list(solid.get_ydata()) == pytest.approx(want)
+    ax.clear()
+    _plot_key(ax, {"GRPO": runs}, {"GRPO": "C0"}, "reward", smooth=1)  # raw only
+    assert len(ax.get_lines()) == 1 and list(ax.get_lines()[0].get_ydata()) == pytest.approx(mean)
+    plt.close(fig)

@@ -201,17 +201,27 @@ def peak_table(arms: dict[str, list[Run]], key: str = ACCURACY) -> list[dict[str
 # figures and the report
 
 
+def smooth_window(smooth: int, n: int) -> int:
+    """The trailing-mean window for a series of ``n`` points: ``smooth`` when given (1 = none), else (0) about a
+    twentieth of the points."""
+    return smooth if smooth > 0 else max(1, round(n / 20))
+
+
 def _plot_key(ax: Any, arms: dict[str, list[Run]], colors: dict[str, str], key: str, smooth: int = 1) -> bool:
+    """The arms' mean curves of ``key`` with a ± std band; with a window > 1 (:func:`smooth_window`) the raw mean is
+    drawn faintly under its trailing mean."""
     drawn = False
     for arm, runs in arms.items():
         steps, mean, std, _ = arm_curve(runs, key)
         if not steps.size:
             continue
-        if smooth > 1:
+        c = colors[arm]
+        window = smooth_window(smooth, steps.size)
+        if window > 1:
             from lgrpo.analysis.analyze import _rolling
 
-            mean, std = _rolling(mean, smooth), _rolling(std, smooth)
-        c = colors[arm]
+            ax.plot(steps, mean, color=c, lw=0.8, alpha=0.3)  # the raw series
+            mean, std = _rolling(mean, window), _rolling(std, window)
         nseeds = len({r.seed for r in runs if r.metrics.get(key)})
         ax.plot(
             steps,
@@ -254,7 +264,7 @@ def _pm(mean: float | None, std: float | None, digits: int = 4) -> str:
     return _fmt(mean, digits) + ("" if std is None else f" ± {std:.{digits}f}")
 
 
-def write_report(runs: list[Run], out: Path, smooth: int = 1) -> Path:
+def write_report(runs: list[Run], out: Path, smooth: int = 0) -> Path:
     """Write ``report.md``, ``curves.png`` and ``prm.png`` into ``out``; returns the report's path."""
     try:
         import matplotlib
@@ -327,7 +337,10 @@ def write_report(runs: list[Run], out: Path, smooth: int = 1) -> Path:
                 f"| {row['arm']} | 0 | – | – | – | – | {_fmt(row['accuracy_before'])} → {_fmt(row['accuracy_after'])} |"
             )
     band = "mean over seeds, band ± 1 std over seeds" + (
-        f"; trailing mean over {smooth} points" if smooth > 1 else ""
+        "; reward and prm/*: faint, the raw series; solid, its trailing mean over "
+        + (f"{smooth} points" if smooth > 1 else "about a twentieth of the steps (`--smooth`)")
+        if smooth != 1
+        else ""
     )
     lines += [
         "",
@@ -361,14 +374,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--smooth",
         type=int,
-        default=1,
-        help="trailing-mean window for the reward and prm/* curves (default 1: none)",
+        default=0,
+        help="trailing-mean window drawn over the faint raw reward and prm/* curves (default 0: about a "
+        "twentieth of the steps; 1: raw only)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.smooth < 1:
-        raise SystemExit(f"--smooth: expected a window of at least 1, got {args.smooth}")
+    if args.smooth < 0:
+        raise SystemExit(f"--smooth: expected a window of at least 1 (or 0: automatic), got {args.smooth}")
     runs = [load_run(p) for p in discover_runs(args.run_dirs)]
     first: dict[tuple[str, int | None], Path] = {}
     for r in runs:

@@ -51,16 +51,12 @@ def write_comparison(out: Path, seeds: list[int], cfg: TrainConfig) -> dict:
     return result
 
 
-def _smooth(values: list[float], window: int) -> list[float]:
-    out, acc = [], 0.0
-    for i, v in enumerate(values):
-        acc += v - (values[i - window] if i >= window else 0.0)
-        out.append(acc / min(i + 1, window))
-    return out
-
-
 def plot(out: Path, seeds: list[int]) -> None:
     import matplotlib
+    import numpy as np
+
+    from lgrpo.analysis.analyze import _rolling
+    from lgrpo.analysis.report import smooth_window
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -75,15 +71,17 @@ def plot(out: Path, seeds: list[int]) -> None:
             pts = [(line["step"], line["reward"]) for line in lines if "reward" in line]
             if pts:
                 steps, rewards = zip(*pts)
-                window = max(1, len(rewards) // 20)
-                ax_r.plot(
-                    steps, _smooth(list(rewards), window), color=COLORS[arm], alpha=0.8, lw=1.2, label=label
-                )
+                window = smooth_window(0, len(rewards))
+                ax_r.plot(steps, rewards, color=COLORS[arm], alpha=0.2, lw=0.8)  # the raw series, faint
+                smooth = _rolling(np.array(rewards, dtype=float), window)
+                ax_r.plot(steps, smooth, color=COLORS[arm], alpha=0.9, lw=1.2, label=label)
             pts = [(line["step"], line["eval/accuracy"]) for line in lines if "eval/accuracy" in line]
             if pts:
                 steps, acc = zip(*pts)
                 ax_a.plot(steps, acc, color=COLORS[arm], marker="o", ms=3, alpha=0.8, lw=1.2, label=label)
-    ax_r.set(title="training reward (moving average)", xlabel="step", ylabel="mean reward")
+    ax_r.set(
+        title="training reward (faint: per step; solid: moving average)", xlabel="step", ylabel="mean reward"
+    )
     ax_a.set(title="held-out greedy accuracy", xlabel="step", ylabel="accuracy")
     for ax in (ax_r, ax_a):
         ax.grid(alpha=0.3)
