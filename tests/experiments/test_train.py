@@ -113,6 +113,10 @@ def test_trl_side_errors_name_the_key_before_any_work(tmp_path, monkeypatch, ove
         ),
         ("rl.trl.output_dir=x", r"rl\.trl\.output_dir.*--out"),
         ("rl.trl=3", r"rl\.trl.*expected a mapping"),
+        (
+            "rl.trl.importance_sampling_level=sequence",
+            r"rl\.trl.*importance_sampling_level='sequence' \(lgrpo does",
+        ),
     ],
 )
 def test_trl_passthrough_refuses_unknown_and_lgrpo_owned_keys_before_any_work(

@@ -324,7 +324,7 @@ def _lambda_grpo_config(
 ):
     import dataclasses
 
-    from lgrpo.engines.trl import LambdaGRPOConfig
+    from lgrpo.engines.trl import LambdaGRPOConfig, _refused_options
 
     r, per_step = cfg.rl, "rl.prompts_per_step, rl.num_generations, rl.micro_batch_size"
     own: dict[str, tuple[Any, str]] = {  # LambdaGRPOConfig field: (value, where lgrpo takes it from)
@@ -384,13 +384,17 @@ def _lambda_grpo_config(
             )
     kwargs = {k: v for k, (v, _) in own.items()} | defaults | r.trl
     try:
-        return LambdaGRPOConfig(**kwargs)
+        args = LambdaGRPOConfig(**kwargs)
     except (ValueError, TypeError) as e:
         if not r.trl:
             raise
         raise ValueError(
             f"config key 'rl.trl' ({', '.join(r.trl)}): LambdaGRPOConfig refused it: {e}"
         ) from None
+    refused = _refused_options(args)  # what LambdaGRPOTrainer would refuse when built, after the warm start
+    if refused:
+        raise ValueError(f"config key 'rl.trl': {'; '.join(refused)}")
+    return args
 
 
 def lora_config(cfg: TrainConfig):
