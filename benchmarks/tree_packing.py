@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from overhead import MODEL_SIZES, build_model, build_tokenizer  # noqa: E402  (one model builder for benchmarks)
+from overhead import MODEL_SIZES, build_model, build_tokenizer  # one model builder for the benchmarks
 
 PROMPT_LEN = 32
 
@@ -91,7 +91,7 @@ def make_trainer(tok, model, out: str):
     return t
 
 
-def time_arms(t, batch: dict, repeat: int, opt) -> dict[str, list[float]]:
+def time_arms(t, batch: dict, repeat: int, opt, warmup: bool) -> dict[str, list[float]]:
     """Alternate packed / padded: seconds per loss (fwd+bwd) and per step (reference pass + loss + AdamW)."""
     from lgrpo.objectives import lambda_weights
 
@@ -99,11 +99,17 @@ def time_arms(t, batch: dict, repeat: int, opt) -> dict[str, list[float]]:
     att = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
     T = batch["completion_ids"].shape[1]
     group = torch.arange(ids.shape[0]) // int(t.args.num_generations)
-    batch = dict(batch, lambda_weights=lambda_weights(batch["completion_ids"], batch["completion_mask"], group))
+    batch = dict(
+        batch, lambda_weights=lambda_weights(batch["completion_ids"], batch["completion_mask"], group)
+    )
     with torch.no_grad():
         batch["ref_per_token_logps"] = t._get_per_token_logps_and_entropies(t.model, ids, att, T)[0]
     out: dict[str, list[float]] = {"loss_packed": [], "loss_padded": [], "step_packed": [], "step_padded": []}
-    for r in range(repeat + 1):  # the first round warms up
+    for r in range(
+        repeat + 1
+    ):  # round 0 warms up (on the first setting only: later ones reuse the warm paths)
+        if r == 0 and not warmup:
+            continue
         for packed in (True, False):
             t.tree_packing = packed
             arm = "packed" if packed else "padded"
@@ -114,7 +120,9 @@ def time_arms(t, batch: dict, repeat: int, opt) -> dict[str, list[float]]:
             with torch.no_grad():
                 ref = t._get_per_token_logps_and_entropies(t.model, ids, att, T)[0]
             t.model.zero_grad(set_to_none=True)
-            t._compute_loss(t.model, dict(batch, ref_per_token_logps=ref)).backward()  # the step's own reference
+            t._compute_loss(
+                t.model, dict(batch, ref_per_token_logps=ref)
+            ).backward()  # the step's own reference
             opt.step()
             t2 = time.perf_counter()
             if r:
@@ -139,16 +147,23 @@ def synthetic(args: argparse.Namespace) -> None:
             f"{'length':>6} {'k':>3} {'shared':>6}  {'loss packed':>11} {'loss padded':>11} {'speed-up':>8}  "
             f"{'step packed':>11} {'step padded':>11} {'speed-up':>8}  auto"
         )
+        first = True
         for length in args.lengths:
             k = args.k if length <= 256 else args.k_long
             for f in args.fractions:
                 batch = synthetic_batch(tok, args.groups, k, length, f, seed=1)
                 packed = pack_groups(
-                    batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"], batch["completion_mask"]
+                    batch["prompt_ids"],
+                    batch["prompt_mask"],
+                    batch["completion_ids"],
+                    batch["completion_mask"],
                 )
-                shared = 1 - (packed.packed_tokens - args.groups * PROMPT_LEN) / batch["completion_mask"].sum()
-                auto = packing_pays(packed, tuple(batch["prompt_ids"].shape[:1]) + (PROMPT_LEN + length,), model)
-                res = time_arms(t, batch, args.repeat, opt)
+                shared = (
+                    1 - (packed.packed_tokens - args.groups * PROMPT_LEN) / batch["completion_mask"].sum()
+                )
+                auto = packing_pays(packed, (batch["prompt_ids"].shape[0], PROMPT_LEN + length), model)
+                res = time_arms(t, batch, args.repeat, opt, warmup=first)
+                first = False
                 m = {key: statistics.median(v) for key, v in res.items()}
                 row = {
                     "length": length, "k": k, "groups": args.groups, "shared": float(shared),
@@ -205,7 +220,7 @@ def main() -> None:
     s.add_argument("--k", type=int, default=16, help="group size for lengths <= 256")
     s.add_argument("--k-long", type=int, default=8, help="group size for longer completions (CPU memory)")
     s.add_argument("--groups", type=int, default=1)
-    s.add_argument("--repeat", type=int, default=2)
+    s.add_argument("--repeat", type=int, default=1)
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--out", default=None, help="append one JSON line per setting")
     s.set_defaults(fn=synthetic)

@@ -219,8 +219,10 @@ def assert_close(a, b, what):
     assert err <= RTOL, f"{what}: relative error {err:.2e} > {RTOL}"
 
 
-def loss_of(logp, cm, old, adv):
-    return policy_loss(logp, adv, cm, old_logp=old, loss_type="grpo", epsilon_low=0.1, epsilon_high=0.1)
+def loss_of(logp, cm, old, adv, ent):
+    """The clipped loss plus an entropy bonus (as TRL's ``entropy_coef`` adds), so entropy gradients are compared too."""
+    loss = policy_loss(logp, adv, cm, old_logp=old, loss_type="grpo", epsilon_low=0.1, epsilon_high=0.1)
+    return loss - 0.1 * (ent * cm).sum() / cm.sum()
 
 
 def compare(model, prompts, comps, temperature=1.0, row_tokens=None, mask_arg=None, reference=None):
@@ -231,7 +233,7 @@ def compare(model, prompts, comps, temperature=1.0, row_tokens=None, mask_arg=No
     gen = torch.Generator().manual_seed(1)
     old = (ref.detach() + 0.05 * torch.randn(ref.shape, generator=gen).to(device)) * cm
     adv = torch.randn(cid.shape[0], generator=gen).to(device)
-    ref_loss = loss_of(ref, cm, old, adv)
+    ref_loss = loss_of(ref, cm, old, adv, ref_ent)
     ref_grads = torch.autograd.grad(
         ref_loss, [p for p in (reference or model).parameters() if p.requires_grad]
     )
@@ -239,7 +241,7 @@ def compare(model, prompts, comps, temperature=1.0, row_tokens=None, mask_arg=No
     packed = pack_groups(pid, pm, cid, cm, row_tokens=row_tokens)
     mask = mask_arg(packed) if mask_arg else None
     logp, ent = packed_logps(model, packed, cid, temperature=temperature, compute_entropy=True, mask_arg=mask)
-    loss = loss_of(logp, cm, old, adv)
+    loss = loss_of(logp, cm, old, adv, ent)
     grads = torch.autograd.grad(loss, params)
     assert_close(logp, ref, "log-probs")
     assert_close(ent, ref_ent, "entropies")

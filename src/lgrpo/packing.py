@@ -363,7 +363,7 @@ def packed_logps(
         packed: from :func:`pack_groups` on the same completions.
         completion_ids: ``[B, T]`` long, the completions that were packed.
         temperature: logits are divided by it before the softmax (as TRL scores them).
-        compute_entropy: also return the entropy of each token's next-token distribution (no gradient).
+        compute_entropy: also return the entropy of each token's next-token distribution (differentiable).
         mask_arg: the attention mask to pass; default :func:`model_attention_mask`.
 
     Returns ``logp`` ``[B, T]`` float32 (differentiable; 0 on padding) and ``entropy`` ``[B, T]`` or ``None``.
@@ -393,10 +393,9 @@ def packed_logps(
     tok = torch.where(cmask, completion_ids.to(ctx.device), 0)
     logp = logsm[ctx, tok].masked_fill(~cmask, 0.0)  # shared nodes are gathered by every member: grads add up
     entropy = None
-    if compute_entropy:
-        with torch.no_grad():
-            ent = -(logsm.exp() * logsm).sum(-1)  # [R·U]
-            entropy = ent[ctx].masked_fill(~cmask, 0.0)
+    if compute_entropy:  # differentiable too (an entropy bonus); once per context position
+        ent = -(logsm.exp() * logsm).sum(-1)  # [R·U]
+        entropy = ent[ctx].masked_fill(~cmask, 0.0)
     return logp, entropy
 
 

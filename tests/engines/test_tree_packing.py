@@ -61,6 +61,7 @@ def test_packed_loss_and_grads_equal_unpacked(tmp_path, tok, model_dir, lora):
     """One generation batch (8 rows = 2 groups of 4, β = 0.04, perturbed old log-probs so the clip acts): packed log-probs,
     reference log-probs (LoRA: adapter disabled), loss and gradients equal the padded path's."""
     kw = dict(beta=0.04, top_k=2, max_completion_length=10, per_device_train_batch_size=8, tree_packing=True)
+    kw["entropy_coef"] = 0.05  # TRL's entropy bonus: its gradient flows through the packed entropies
     kw["tree_packing_always"] = True
     if lora:
         from peft import LoraConfig

@@ -332,6 +332,8 @@ def _lambda_grpo_config(
         "weighting": (r.weighting, "rl.weighting"),
         "lambda_power": (r.lambda_power, "rl.lambda_power"),
         "rollout_log": (r.rollout_log, "rl.rollout_log"),
+        "tree_packing": (r.tree_packing, "rl.tree_packing"),
+        "tree_packing_always": (r.tree_packing_always, "rl.tree_packing_always"),
         "max_steps": (r.max_steps, "rl.max_steps"),
         "learning_rate": (r.learning_rate, "rl.learning_rate"),
         "lr_scheduler_type": (r.lr_scheduler_type, "rl.lr_scheduler_type"),
