@@ -15,24 +15,11 @@ pytest.importorskip("trl")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from trl import GRPOTrainer
-from trl_helpers import base_args, build_dataset, build_model, build_tokenizer, reward_digits
+from trl_helpers import base_args, build_dataset, build_model, reward_digits
 
 from lgrpo.engines.trl import LambdaGRPOConfig, LambdaGRPOTrainer
 
 RTOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tok) -> str:
-    # A saved model: with beta != 0 TRL loads the reference model from the policy's path.
-    d = tmp_path_factory.mktemp("tiny_model")
-    build_model(tok, layers=2).save_pretrained(d)
-    return str(d)
 
 
 def trainer(tok, out, model=None, **overrides):

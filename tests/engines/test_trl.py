@@ -23,8 +23,6 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 from trl_helpers import (  # noqa: E402
     base_args,
     build_dataset,
-    build_model,
-    build_tokenizer,
     build_trainer,
     reward_digits,
 )
@@ -35,19 +33,6 @@ from lgrpo.objectives import LOSS_TYPES, lambda_weights  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------------------
 # fixtures
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tok) -> str:
-    # A saved model: with beta != 0 TRL loads the reference model from the policy's path.
-    d = tmp_path_factory.mktemp("tiny_model")
-    build_model(tok, seed=0).save_pretrained(d)
-    return str(d)
 
 
 def brute_force_weights(
