@@ -5,8 +5,14 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lgrpo-installed
+# verl 0.9.1 pins transformers<5.11, which the TRL environment cannot take: its plug-in is tested in a second venv
+# holding lgrpo (no TRL), verl and the test tools only (docs/verl.md).
+VERL_VENV ?= .venv-verl
+VERL_BIN := $(VERL_VENV)/bin
+VERL_STAMP := $(VERL_VENV)/.lgrpo-installed
+VERL_TESTS := tests/engines/test_verl.py
 
-.PHONY: demo test lint install clean toy bench smollm2
+.PHONY: demo test test-verl lint install install-verl clean toy bench smollm2
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,14 +25,29 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+$(VERL_BIN)/python:
+	$(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_BIN)/python -m pip install -q --upgrade pip
+
+$(VERL_STAMP): $(VERL_BIN)/python pyproject.toml
+	$(VERL_BIN)/python -m pip install -q "$(TORCH)"
+	$(VERL_BIN)/python -m pip install -q -e ".[verl-test]"
+	touch $(VERL_STAMP)
+
+install-verl: $(VERL_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/lgrpo train --out runs/demo --resume
 
 toy: $(STAMP)
 	$(BIN)/lgrpo toy --out runs/toy
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+test: $(STAMP) $(VERL_STAMP)
+	$(BIN)/python -m pytest -q --ignore=$(VERL_TESTS)
+	$(VERL_BIN)/python -m pytest -q $(VERL_TESTS)
+
+test-verl: $(VERL_STAMP)
+	$(VERL_BIN)/python -m pytest -q $(VERL_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -40,4 +61,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/process_sets.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) $(VERL_VENV) build dist src/*.egg-info
