@@ -281,49 +281,40 @@ def test_groups_split_across_two_data_parallel_ranks_get_the_same_weights():
 # loss modes: weighting the advantage is exact for the accepted ones
 
 
-@pytest.mark.parametrize("mode", plugin.EXACT_LOSS_MODES)
-def test_weighting_the_advantage_weights_the_per_token_loss(mode):
-    """verl's loss on ``A·w`` equals the same loss with ``w`` as its per-token weights (``rollout_is_weights``)."""
+def _loss_mode_runs(mode: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """verl's loss ``mode`` (loss, gradient) on ``A·w``, on ``A`` with ``w`` as per-token weights, and on ``A``."""
     b = _batch(seed=4)
     adv = _grpo_advantages(b)
     w, _ = plugin.lambda_grpo_weights(b.responses, b.lengths, b.uid, power=1.0)
     fn = core_algos.get_policy_loss_fn(mode)
     config = _actor_config("token-mean", 0.0, loss_mode=mode)
-    mask = b.mask
 
     def run(a, is_weights):
+        torch.manual_seed(0)  # kl_cov / clip_cov may draw tokens at random
         logp = b.logp.clone().requires_grad_(True)
         loss, _ = fn(
-            b.old, logp, a, mask, loss_agg_mode="token-mean", config=config, rollout_is_weights=is_weights
+            b.old, logp, a, b.mask, loss_agg_mode="token-mean", config=config, rollout_is_weights=is_weights
         )
-        (g,) = torch.autograd.grad(loss, logp)
-        return loss, g
+        return loss, torch.autograd.grad(loss, logp)[0]
 
-    loss_a, grad_a = run(adv * w, None)
-    loss_w, grad_w = run(adv, w)
+    return {"advantage": run(adv * w, None), "loss": run(adv, w), "unweighted": run(adv, None)}
+
+
+@pytest.mark.parametrize("mode", plugin.EXACT_LOSS_MODES)
+def test_weighting_the_advantage_weights_the_per_token_loss(mode):
+    """verl's loss on ``A·w`` equals the same loss with ``w`` as its per-token weights (``rollout_is_weights``)."""
+    runs = _loss_mode_runs(mode)
+    (loss_a, grad_a), (loss_w, grad_w) = runs["advantage"], runs["loss"]
     torch.testing.assert_close(loss_a, loss_w, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(grad_a, grad_w, rtol=1e-5, atol=1e-7)
-    assert not torch.allclose(grad_a, run(adv, None)[1])  # and the weights do change the gradient
+    assert not torch.allclose(grad_a, runs["unweighted"][1])  # and the weights do change the gradient
 
 
 @pytest.mark.parametrize("mode", plugin.REFUSED_LOSS_MODES)
 def test_refused_loss_modes_are_not_exact(mode):
     """Why they are refused: on these, weighting the advantage is not weighting the per-token loss."""
-    b = _batch(seed=4)
-    adv = _grpo_advantages(b)
-    w, _ = plugin.lambda_grpo_weights(b.responses, b.lengths, b.uid, power=1.0)
-    fn = core_algos.get_policy_loss_fn(mode)
-    config = _actor_config("token-mean", 0.0, loss_mode=mode)
-
-    def run(a, is_weights):
-        torch.manual_seed(0)  # kl_cov / clip_cov draw tokens at random
-        logp = b.logp.clone().requires_grad_(True)
-        loss, _ = fn(
-            b.old, logp, a, b.mask, loss_agg_mode="token-mean", config=config, rollout_is_weights=is_weights
-        )
-        return torch.autograd.grad(loss, logp)[0]
-
-    assert not torch.allclose(run(adv * w, None), run(adv, w), rtol=1e-4, atol=1e-6)
+    runs = _loss_mode_runs(mode)
+    assert not torch.allclose(runs["advantage"][1], runs["loss"][1], rtol=1e-4, atol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------------------------
