@@ -468,6 +468,7 @@ def test_compute_advantage_weights_the_advantages_over_whole_groups(monkeypatch,
     torch.testing.assert_close(got["advantages"][:-1], (_grpo_advantages(b) * w)[:, :T])
     assert not got[plugin.WEIGHTS_FIELD][-1].any()  # the padding row
     expected = tree_stats(b.responses, b.seq, group).summary()  # the padding row is not counted
+    expected["prm/weight_mean"] = float(w[b.mask].mean())  # over the tokens the loss sees
     for name, value in expected.items():
         assert metrics[name] == pytest.approx(value)
 

@@ -320,7 +320,8 @@ def _weight_advantages(
         },
         batch_size=len(batch),
     )
-    metrics["prm/weight_mean"] = float(weights[padded["response_mask"].bool()].mean()) if len(batch) else 0.0
+    loss_tokens = padded["response_mask"].bool()
+    metrics["prm/weight_mean"] = float(weights[loss_tokens].sum()) / max(int(loss_tokens.sum()), 1)
     return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=out)
 
 
