@@ -1,7 +1,8 @@
 """The ``lgrpo`` command line: one subcommand per job.
 
-Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``; modules are
-imported only when their command runs, so ``lgrpo --help`` stays instant.
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` (or ``make_parser(**kwargs)``, when its
+flags are derived from a config dataclass) and ``run(args) -> int``; modules are imported only when their command
+runs, so ``lgrpo --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     """The argument parser of one subcommand."""
     module_name, help_ = COMMANDS[command]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"lgrpo {command}", description=help_)
-    module.add_arguments(parser)
+    if hasattr(module, "make_parser"):
+        parser = module.make_parser(prog=f"lgrpo {command}", description=help_)
+    else:
+        parser = argparse.ArgumentParser(prog=f"lgrpo {command}", description=help_)
+        module.add_arguments(parser)
     parser.set_defaults(_run=module.run)
     return parser
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import pytest
@@ -195,3 +196,16 @@ def test_beta_and_mu_flags_change_the_update():
         other = toy.run_cell(cfg, 1, -1.0)
         assert other["arms"]["lambda"]["target_prob"][0][0] == base["arms"]["lambda"]["target_prob"][0][0]
         assert other["arms"]["lambda"]["target_prob"][0][1:] != base["arms"]["lambda"]["target_prob"][0][1:]
+
+
+def test_every_setting_is_a_flag_with_the_dataclass_default():
+    """The flags come from ToyConfig's fields: no flags give ToyConfig(), each field's flag reaches its field."""
+    parser = toy.make_parser()
+    assert toy.config_from_args(parser.parse_args([])) == toy.ToyConfig()
+    flags = ["--n", "2", "--r-neg", "-2", "-0.25", "--seeds", "2", "--first-seed", "3", "--steps", "7",
+             "--group_size", "4", "--lr", "0.01", "--hidden", "8", "--power", "0.5", "--beta", "0.1", "--mu", "2",
+             "--epsilon", "0.3", "--target", "rrll", "--window", "5"]  # fmt: skip
+    got = toy.config_from_args(parser.parse_args(flags))
+    want = toy.ToyConfig([2], [-2.0, -0.25], 2, 3, 7, 4, 0.01, 8, [0.5], 0.1, 2, 0.3, "RRLL", 5)
+    assert got == want
+    assert len(dataclasses.fields(toy.ToyConfig)) == 14  # a new setting needs a line in `flags` above

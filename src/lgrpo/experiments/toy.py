@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ __all__ = [
     "add_arguments",
     "arm_key",
     "config_from_args",
+    "make_parser",
     "prefix_features",
     "run",
     "run_cell",
@@ -96,20 +97,33 @@ def arm_label(power: float) -> str:
 class ToyConfig:
     """The sweep. Defaults are the paper's (METHOD.md §9); the optimiser and lr are ours, the same for all arms."""
 
-    n: list[int] = field(default_factory=lambda: [1, 2])
-    r_neg: list[float] = field(default_factory=lambda: [-0.5, -1.0, -1.5])
-    seeds: int = 5
-    first_seed: int = 0
-    steps: int = 250
-    group_size: int = 16
-    lr: float = 1e-3  # PyTorch's Adam default; see docs/toy.md for other values
-    hidden: int = 64
-    power: list[float] = field(default_factory=lambda: [0.0, 1.0])
-    beta: float = 0.0
-    mu: int = 1
-    epsilon: float = 0.2
-    target: str = "LRRL"
-    window: int = 50
+    # The command-line flags are these fields (``make_parser``: HfArgumentParser); ``help`` is each flag's help.
+    n: list[int] = field(
+        default_factory=lambda: [1, 2], metadata={"help": "target-prefix lengths to sweep (1, 2 or 3)"}
+    )
+    r_neg: list[float] = field(
+        default_factory=lambda: [-0.5, -1.0, -1.5], metadata={"help": "neighbour rewards to sweep (< 0)"}
+    )
+    seeds: int = field(default=5, metadata={"help": "seeds per arm and cell"})
+    first_seed: int = field(default=0, metadata={"help": "seeds are FIRST_SEED..FIRST_SEED+SEEDS-1"})
+    steps: int = field(default=250, metadata={"help": "training steps (one group per step)"})
+    group_size: int = field(default=16, metadata={"help": "completions per group"})
+    lr: float = field(  # PyTorch's Adam default; see docs/toy.md for other values
+        default=1e-3, metadata={"help": "Adam learning rate, the same for every arm"}
+    )
+    hidden: int = field(default=64, metadata={"help": "width of the policy's two hidden layers"})
+    power: list[float] = field(
+        default_factory=lambda: [0.0, 1.0],
+        metadata={"help": "arms: λ power α (0 = GRPO, 1 = λ-GRPO, others too)"},
+    )
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient β (reference = initial policy)"})
+    mu: int = field(default=1, metadata={"help": "optimiser steps per generation batch (μ)"})
+    epsilon: float = field(default=0.2, metadata={"help": "ratio clip range (only matters for μ > 1)"})
+    target: str = field(
+        default="LRRL",
+        metadata={"help": "target leaf, e.g. LRRL; 'seed' draws one per seed (same for every arm)"},
+    )
+    window: int = field(default=50, metadata={"help": "the metric averages the last WINDOW steps"})
 
     def __post_init__(self) -> None:
         def integer(x: Any) -> bool:
@@ -607,92 +621,22 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
+def make_parser(**kwargs: Any) -> argparse.ArgumentParser:
+    """``lgrpo toy``'s parser: one flag per :class:`ToyConfig` field (transformers' ``HfArgumentParser``; both
+    ``--first-seed`` and ``--first_seed``), then the run's own flags (:func:`add_arguments`)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(ToyConfig, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+    add_arguments(parser)
+    return parser
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = ToyConfig()
+    """The flags that are not settings of the sweep: where and how it runs."""
     parser.add_argument(
-        "--n",
-        type=int,
-        nargs="+",
-        default=d.n,
-        help="target-prefix lengths to sweep (1, 2 or 3) (default: %(default)s)",
+        "--workers", type=int, default=available_cores(), help="processes (cells run in parallel)"
     )
-    parser.add_argument(
-        "--r-neg",
-        type=float,
-        nargs="+",
-        default=d.r_neg,
-        help="neighbour rewards to sweep (< 0) (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--seeds", type=int, default=d.seeds, help="seeds per arm and cell (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--first-seed",
-        type=int,
-        default=d.first_seed,
-        help="seeds are FIRST..FIRST+SEEDS-1 (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=d.steps,
-        help="training steps (one group per step) (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--group-size", type=int, default=d.group_size, help="completions per group (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--lr",
-        type=float,
-        default=d.lr,
-        help="Adam learning rate, the same for every arm (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--hidden",
-        type=int,
-        default=d.hidden,
-        help="width of the policy's two hidden layers (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--power",
-        type=float,
-        nargs="+",
-        default=d.power,
-        help="arms: λ power α (0 = GRPO, 1 = λ-GRPO, others too) (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--beta",
-        type=float,
-        default=d.beta,
-        help="KL coefficient β (reference = initial policy) (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--mu", type=int, default=d.mu, help="optimiser steps per generation batch (μ) (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--epsilon",
-        type=float,
-        default=d.epsilon,
-        help="ratio clip range (only matters for μ > 1) (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--target",
-        default=d.target,
-        help="target leaf, e.g. LRRL; 'seed' draws one per seed (same for every arm) (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--window",
-        type=int,
-        default=d.window,
-        help="the metric averages the last WINDOW steps (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=available_cores(),
-        help="processes (cells run in parallel) (default: %(default)s)",
-    )
-    parser.add_argument("--out", default="runs/toy", help="output directory (default: %(default)s)")
+    parser.add_argument("--out", default="runs/toy", help="output directory")
     parser.add_argument(
         "--resume", action="store_true", help="keep finished cells of an earlier run in --out"
     )
@@ -702,22 +646,7 @@ def config_from_args(args: argparse.Namespace) -> ToyConfig:
     """The sweep's config; ``ValueError`` naming the flag if a value is bad."""
     if args.workers < 1:
         raise ValueError(f"--workers: expected a positive integer, got {args.workers}")
-    return ToyConfig(
-        n=list(args.n),
-        r_neg=list(args.r_neg),
-        seeds=args.seeds,
-        first_seed=args.first_seed,
-        steps=args.steps,
-        group_size=args.group_size,
-        lr=args.lr,
-        hidden=args.hidden,
-        power=list(args.power),
-        beta=args.beta,
-        mu=args.mu,
-        epsilon=args.epsilon,
-        target=args.target,
-        window=args.window,
-    )
+    return ToyConfig(**{f.name: getattr(args, f.name) for f in fields(ToyConfig)})
 
 
 def run(args: argparse.Namespace) -> int:
