@@ -423,3 +423,17 @@ def test_stop_after_boxed_closes_stopped_rows_with_eos():
     # prompt padding is kept; completion padding becomes EOS so TRL's mask ends right after the stop
     assert out.tolist() == [[pad, 5, 6, 7, eos, eos], [5, 5, 6, 7, eos, eos]]
     assert type(seen["criteria"][-1]).__name__ == "BoxedStoppingCriteria"
+
+
+def test_flags_come_from_the_config_fields():
+    """--max-steps, --weighting and --seed set their config keys, with the field's type and choices."""
+    parser = argparse.ArgumentParser()
+    train_mod.add_arguments(parser)
+    args = parser.parse_args(["--max-steps", "7", "--weighting", "uniform", "--seed", "3", "rl.beta=0.04"])
+    cfg = train_mod.config_from_args(args)
+    assert (cfg.rl.max_steps, cfg.rl.weighting, cfg.seed, cfg.rl.beta) == (7, "uniform", 3, 0.04)
+    assert train_mod.config_from_args(parser.parse_args([])) == TrainConfig()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--weighting", "pareto"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--max-steps", "x"])

@@ -15,9 +15,13 @@ import math
 import sys
 from pathlib import Path
 
-from lgrpo.experiments.config import TrainConfig, load_config, to_dict
+from lgrpo.experiments.config import TrainConfig, add_flags, flag_overrides, load_config, to_dict
 from lgrpo.experiments.run_folder import RunFolder, config_diff, write_json
 from lgrpo.models import LoadError
+
+FLAGS = (
+    "rl.max_steps",
+)  # config keys that have a flag of their own (the arms set rl.weighting, --seeds the seeds)
 
 ARMS = {"grpo": "uniform", "lambda": "lambda"}
 ARM_LABELS = {"grpo": "GRPO (uniform weights)", "lambda": "λ-GRPO (1/|λ| weights)"}
@@ -149,7 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seeds", type=int, default=3, help="number of seeds, starting at the config's seed (3)"
     )
     parser.add_argument("--out", default="runs/compare", help="output directory (default: runs/compare)")
-    parser.add_argument("--max-steps", type=int, help="RL optimizer steps (rl.max_steps)")
+    add_flags(parser, FLAGS)
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. rl.beta=0.04"
     )
@@ -158,9 +162,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise SystemExit(f"lgrpo compare: error: --seeds must be at least 1, got {args.seeds}")
-    overrides = list(args.overrides or [])
-    if args.max_steps is not None:
-        overrides.append(f"rl.max_steps={args.max_steps}")
+    overrides = [*(args.overrides or []), *flag_overrides(args, FLAGS)]
     try:
         cfg = load_config(args.config, overrides)
     except ValueError as e:

@@ -6,6 +6,7 @@ the key. ``TrainConfig()`` is the embedded CPU default (mirrored in ``configs/de
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -71,9 +72,9 @@ class SFTConfig:
 class RLConfig:
     """GRPO / λ-GRPO through ``LambdaGRPOTrainer``; names follow TRL's ``GRPOConfig`` where they exist."""
 
-    weighting: str = "lambda"  # "lambda" (λ-GRPO) or "uniform" (GRPO)
+    weighting: str = field(default="lambda", metadata={"help": "λ-GRPO or GRPO", "choices": WEIGHTINGS})
     lambda_power: float = 1.0
-    max_steps: int = 400  # optimizer steps
+    max_steps: int = field(default=400, metadata={"help": "RL optimizer steps"})
     learning_rate: float = 1e-4
     lr_scheduler_type: str = "cosine"
     warmup_steps: int = 0
@@ -124,7 +125,7 @@ class EvalConfig:
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "random seed"})
     threads: int = 0  # torch intra-op threads; 0 = min(cores, 4) on CPU
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -316,6 +317,32 @@ def validate(cfg: TrainConfig) -> None:
             "so eval/accuracy lands on a logged line"
         )
     _positive("threads", cfg.threads, allow_zero=True)
+
+
+def add_flags(parser: argparse.ArgumentParser, keys: tuple[str, ...]) -> None:
+    """Add ``--<name>`` for each dotted config key (``rl.max_steps`` → ``--max-steps``), its type, choices and help
+    taken from the field (its ``metadata``); :func:`flag_overrides` turns the given ones into ``key=value``."""
+    for key in keys:
+        cls, name = TrainConfig, key
+        while "." in name:
+            head, name = name.split(".", 1)
+            cls = _field_types(cls)[head]
+        f = next(f for f in dataclasses.fields(cls) if f.name == name)
+        tp = _field_types(cls)[name]
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=f"config_{key.replace('.', '__')}",
+            type=tp,
+            choices=f.metadata.get("choices"),
+            metavar=None if "choices" in f.metadata else name.upper(),
+            help=f"{f.metadata.get('help', name)} ({key})",
+        )
+
+
+def flag_overrides(args: argparse.Namespace, keys: tuple[str, ...]) -> list[str]:
+    """``key=value`` for each flag of :func:`add_flags` that was given."""
+    values = ((key, getattr(args, f"config_{key.replace('.', '__')}", None)) for key in keys)
+    return [f"{key}={value}" for key, value in values if value is not None]
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lgrpo.experiments.config import TrainConfig, load_config, to_dict
+from lgrpo.experiments.config import TrainConfig, add_flags, flag_overrides, load_config, to_dict
 from lgrpo.experiments.run_folder import CKPT_DIR, SFT_DONE, RunFolder, checkpoint_step
 from lgrpo.models import LoadError
+
+FLAGS = ("rl.max_steps", "rl.weighting", "seed")  # config keys that have a flag of their own
 
 # ----------------------------------------------------------------------------------------------------------------
 # the task: prompts, gold answers, worked solutions, reward
@@ -629,9 +631,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", help="YAML run config (default: the embedded CPU default, configs/default.yaml)"
     )
     parser.add_argument("--out", default="runs/train", help="run directory (default: runs/train)")
-    parser.add_argument("--max-steps", type=int, help="RL optimizer steps (rl.max_steps)")
-    parser.add_argument("--weighting", choices=("lambda", "uniform"), help="λ-GRPO or GRPO (rl.weighting)")
-    parser.add_argument("--seed", type=int, help="random seed (seed)")
+    add_flags(parser, FLAGS)
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -650,13 +650,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The resolved config: file, then key=value overrides, then the dedicated flags. Raises SystemExit on errors."""
-    overrides = list(args.overrides or [])
-    if args.max_steps is not None:
-        overrides.append(f"rl.max_steps={args.max_steps}")
-    if args.weighting is not None:
-        overrides.append(f"rl.weighting={args.weighting}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
+    overrides = [*(args.overrides or []), *flag_overrides(args, FLAGS)]
     try:
         return load_config(args.config, overrides)
     except ValueError as e:
@@ -673,13 +667,7 @@ def run(args: argparse.Namespace) -> int:
             saved = load_config(folder.config)
         except ValueError as e:
             raise SystemExit(f"lgrpo train: error: --resume: {folder.config} does not load: {e}") from None
-        given = (
-            args.config
-            or args.overrides
-            or args.max_steps is not None
-            or args.weighting
-            or args.seed is not None
-        )
+        given = args.config or args.overrides or flag_overrides(args, FLAGS)
         if given and to_dict(saved) != to_dict(cfg):
             raise SystemExit(
                 f"lgrpo train: error: --resume uses {folder.config}; drop the other config options"
