@@ -114,15 +114,23 @@ def random_groups(rng: random.Random, vocab: int, n_groups: int, k: int, max_len
 # layout vs brute force
 
 
-def check_layout(prompts, comps, row_tokens=None):
+def check_layout(prompts, comps, row_tokens=None, pair_cost=None):
     pid, pm, cid, cm = make_batch(prompts, comps)
-    packed = pack_groups(pid, pm, cid, cm, row_tokens=row_tokens)
+    packed = pack_groups(pid, pm, cid, cm, row_tokens=row_tokens, pair_cost=pair_cost)
+    tree = packed.group.tolist()
+    # trees: rows of one tree share the prompt; without pair_cost one tree per distinct prompt
+    for i in range(len(prompts)):
+        for j in range(len(prompts)):
+            if tree[i] == tree[j]:
+                assert prompts[i] == prompts[j]
+            elif not pair_cost:
+                assert prompts[i] != prompts[j]
     R, N = packed.input_ids.shape
     ok = packed.allowed()[:, 0]
     flat_ids, flat_pos = packed.input_ids.flatten(), packed.position_ids.flatten()
     # unique tokens: one per distinct (prompt, completion prefix), one per distinct prompt token
-    prefixes = {(tuple(p), tuple(c[: t + 1])) for p, c in zip(prompts, comps) for t in range(len(c))}
-    prompt_tokens = sum(len(p) for p in {tuple(p) for p in prompts})
+    prefixes = {(tree[i], tuple(c[: t + 1])) for i, c in enumerate(comps) for t in range(len(c))}
+    prompt_tokens = sum(len(p) for p in {tree[i]: p for i, p in enumerate(prompts)}.values())
     assert packed.packed_tokens == len(prefixes) + prompt_tokens
     assert packed.unpacked_tokens == sum(len(p) + len(c) for p, c in zip(prompts, comps))
     node_of = {}
@@ -131,7 +139,7 @@ def check_layout(prompts, comps, row_tokens=None):
         r = int(packed.context_index[i, 0]) // N if c else None
         for t in range(len(c)):
             n = int(packed.token_index[i, t])
-            assert node_of.setdefault((tuple(p), tuple(c[: t + 1])), n) == n  # same prefix, same node
+            assert node_of.setdefault((tree[i], tuple(c[: t + 1])), n) == n  # same tree and prefix, same node
             assert int(flat_ids[n]) == c[t] and int(flat_pos[n]) == len(p) + t
             ctx = int(packed.context_index[i, t])
             if t:
@@ -166,7 +174,9 @@ def _layout_property(seed, n_groups, k, max_len):
     prompts, comps = random_groups(rng, 5, n_groups, k, max_len)
     if all(not c for c in comps):
         comps[0] = [1]
-    check_layout(prompts, comps, row_tokens=rng.choice([None, 12, 40]))
+    check_layout(
+        prompts, comps, row_tokens=rng.choice([None, 12, 40]), pair_cost=rng.choice([None, 0.01, 0.1, 1.0])
+    )
 
 
 if given is not None:
@@ -194,6 +204,19 @@ def test_layout_by_hand():
     assert packed.token_index.tolist() == [[2, 3, 4], [2, 3, 5], [2, 3, 0], [6, 0, 0]]
     assert packed.context_index.tolist() == [[1, 2, 3], [1, 2, 3], [1, 2, 0], [1, 0, 0]]
     assert packed.unique_token_fraction == 7 / (8 + 9)
+
+
+def test_pair_cost_splits_large_groups():
+    # 8 completions sharing nothing but the prompt: with costly pairs every completion is its own tree (the padded
+    # batch); with free pairs one tree; 8 sharing a long stem stay one tree at a moderate pair cost
+    distinct = [[(i * 7 + t) % 60 + 1 for t in range(20)] for i in range(8)]
+    pid, pm, cid, cm = make_batch([[5, 6]] * 8, distinct)
+    assert pack_groups(pid, pm, cid, cm, pair_cost=1.0).input_ids.shape == (8, 22)
+    assert pack_groups(pid, pm, cid, cm, pair_cost=0.0).input_ids.shape == (1, 2 + 160)
+    shared = [[1] * 30 + [2 + i] for i in range(8)]
+    pid, pm, cid, cm = make_batch([[5, 6]] * 8, shared)
+    assert pack_groups(pid, pm, cid, cm, pair_cost=0.001).input_ids.shape == (1, 2 + 30 + 8)
+    check_layout([[5, 6]] * 8, distinct, pair_cost=0.02)
 
 
 def test_pack_groups_rejects_bad_input():
@@ -225,7 +248,9 @@ def loss_of(logp, cm, old, adv, ent):
     return loss - 0.1 * (ent * cm).sum() / cm.sum()
 
 
-def compare(model, prompts, comps, temperature=1.0, row_tokens=None, mask_arg=None, reference=None):
+def compare(
+    model, prompts, comps, temperature=1.0, row_tokens=None, mask_arg=None, reference=None, pair_cost=None
+):
     device = next(model.parameters()).device
     pid, pm, cid, cm = (x.to(device) for x in make_batch(prompts, comps))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -238,7 +263,7 @@ def compare(model, prompts, comps, temperature=1.0, row_tokens=None, mask_arg=No
         ref_loss, [p for p in (reference or model).parameters() if p.requires_grad]
     )
 
-    packed = pack_groups(pid, pm, cid, cm, row_tokens=row_tokens)
+    packed = pack_groups(pid, pm, cid, cm, row_tokens=row_tokens, pair_cost=pair_cost)
     mask = mask_arg(packed) if mask_arg else None
     logp, ent = packed_logps(model, packed, cid, temperature=temperature, compute_entropy=True, mask_arg=mask)
     loss = loss_of(logp, cm, old, adv, ent)
@@ -318,7 +343,7 @@ def test_lora():
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.1)
     prompts, comps = random_groups(random.Random(7), 64, 2, 4, 8)
-    compare(lora, prompts, comps)
+    compare(lora, prompts, comps, pair_cost=0.05)  # groups split into several trees
     with lora.disable_adapter():  # the reference policy
         pid, pm, cid, cm = make_batch(prompts, comps)
         ref = padded_logps(lora, pid, pm, cid, cm)[0]

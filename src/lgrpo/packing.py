@@ -43,6 +43,7 @@ __all__ = [
     "pack_groups",
     "packed_logps",
     "packing_pays",
+    "pair_cost",
 ]
 
 PACKABLE_ATTENTION = ("eager", "sdpa", "flex_attention")
@@ -60,7 +61,7 @@ class PackedBatch:
         context_index: ``[B, T]`` long, flat index of the position whose hidden state predicts token ``(i, t)``:
             its parent node, or the group's last prompt token for ``t = 0`` (0 on padding).
         mask: ``[B, T]`` bool, the completion mask.
-        group: ``[B]`` long, dense group index (rows with identical prompts).
+        group: ``[B]`` long, dense tree index (rows with identical prompts; a group may be split, see ``pair_cost``).
         packed_tokens: real (non-padding) tokens in the packed rows: prompts once per group + unique completion tokens.
         unpacked_tokens: prompt + completion tokens of every row, as a padded batch holds them (padding excluded).
     """
@@ -126,6 +127,68 @@ def _contiguous(mask: Tensor) -> bool:
     return bool((starts.sum(1) + mask[:, 0].long() <= 1).all())
 
 
+def _slots(ids: Tensor, cmask: Tensor, clen: Tensor, group: Tensor) -> tuple[Any, Tensor, Tensor]:
+    """Process blocks of ``group`` and, per slot ``[G, K]`` (lexicographic order), the first new token ``start`` and
+    the number of new tokens ``new``: each slot adds the tokens after its LCP with the previous slot, and those
+    suffixes, slot after slot, are the trie's nodes in DFS preorder."""
+    blocks = process_blocks(ids, cmask, group)
+    rows, lcp = blocks.rows, blocks.lcp
+    G, K = rows.shape
+    valid = rows >= 0
+    slot_len = torch.where(valid, clen[rows.clamp(min=0)], 0)
+    start = torch.zeros(G, K, dtype=torch.long, device=ids.device)
+    if K > 1:
+        start[:, 1:] = torch.diagonal(lcp, offset=1, dim1=1, dim2=2).clamp(min=0)
+    new = (slot_len - start).clamp(min=0).masked_fill(~valid, 0)
+    return blocks, start, new
+
+
+def _split_groups(
+    blocks: Any, new: Tensor, plen: Tensor, clen: Tensor, group: Tensor, pair_cost: float
+) -> Tensor:
+    """``[B]`` tree ids: each group split into runs of consecutive completions (lexicographic order, so a run keeps
+    most of its sharing) where that lowers ``tokens + pair_cost · tokens²`` summed over the trees.
+
+    A dense attention row pays for every (query, key) pair, masked or not; a large group in one row can cost more
+    than its shared tokens save. Candidate runs: the greedy cut at capacities ``S, S/2, S/4, …`` (``S`` the group's
+    packed size). A loop over groups and their rows (not tokens).
+    """
+    rows = blocks.rows.tolist()
+    news, plens, clens = new.tolist(), plen.tolist(), clen.tolist()
+    tree = group.clone()
+    next_id = blocks.num_groups
+    for g, slots in enumerate(rows):
+        members = [(r, nw) for r, nw in zip(slots, news[g]) if r >= 0]
+        if len(members) < 2:
+            continue
+        P = plens[members[0][0]]
+        S = P + sum(nw for _, nw in members)
+        floor = P + max(clens[r] for r, _ in members)
+        best, best_cost = None, S + pair_cost * S * S
+        cap = S / 2
+        while cap >= floor:
+            sizes, cuts, cur = [], [], P
+            for i, (r, nw) in enumerate(members):
+                if i and cur + nw > cap:  # start a new tree here: it needs the whole completion
+                    sizes.append(cur)
+                    cuts.append(i)
+                    cur = P + clens[r]
+                else:
+                    cur += nw
+            sizes.append(cur)
+            cost = sum(x + pair_cost * x * x for x in sizes)
+            if cost < best_cost:
+                best, best_cost = cuts, cost
+            cap /= 2
+        if best:
+            for c, begin in enumerate(best):
+                end = best[c + 1] if c + 1 < len(best) else len(members)
+                for r, _ in members[begin:end]:
+                    tree[r] = next_id
+                next_id += 1
+    return torch.unique(tree, return_inverse=True)[1]
+
+
 def pack_groups(
     prompt_ids: Tensor,
     prompt_mask: Tensor,
@@ -133,6 +196,7 @@ def pack_groups(
     completion_mask: Tensor,
     *,
     row_tokens: int | None = None,
+    pair_cost: float | None = None,
     pad_id: int = 0,
 ) -> PackedBatch:
     """Lay out a batch of prompt + completion rows as trees, rows with identical prompts forming one group.
@@ -145,6 +209,9 @@ def pack_groups(
         row_tokens: capacity of a packed row; groups are packed whole, first-fit decreasing, into rows of
             ``max(row_tokens, largest group)`` tokens. ``None``: one group per row is never forced; the capacity is
             the largest group's size.
+        pair_cost: the cost of one attended (query, key) pair relative to one token (see :func:`pair_cost`); when
+            given, a group is split into several trees of consecutive completions where that is predicted cheaper
+            (dense attention computes every pair of a row). ``None``/0: every group is one tree.
         pad_id: token id of the padding columns.
 
     Returns a :class:`PackedBatch`. Cost: :func:`lgrpo.process.process_blocks` plus ``O(B·T + G·K²)``; a Python
@@ -179,18 +246,15 @@ def pack_groups(
     key = torch.where(pmask, prompt_ids, torch.full_like(prompt_ids, -1))
     _, group = torch.unique(key, dim=0, return_inverse=True)
     group = group.reshape(B)
-    blocks = process_blocks(completion_ids, cmask, group)
+    blocks, start, new = _slots(completion_ids, cmask, clen, group)
+    if pair_cost:
+        group = _split_groups(blocks, new, plen, clen, group, float(pair_cost))
+        if int(group.max()) + 1 > blocks.num_groups:
+            blocks, start, new = _slots(completion_ids, cmask, clen, group)
     G = blocks.num_groups
     rows, lcp = blocks.rows, blocks.lcp  # [G, K] slots in lexicographic order, [G, K, K]
     K = rows.shape[1]
     valid = rows >= 0
-    safe = rows.clamp(min=0)
-    slot_len = torch.where(valid, clen[safe], 0)
-    # each slot adds the tokens after its LCP with the previous slot: `start` .. `slot_len`; those are DFS preorder
-    start = torch.zeros(G, K, dtype=torch.long, device=device)
-    if K > 1:
-        start[:, 1:] = torch.diagonal(lcp, offset=1, dim1=1, dim2=2).clamp(min=0)
-    new = (slot_len - start).clamp(min=0).masked_fill(~valid, 0)
     base = torch.cumsum(new, 1) - new  # [G, K] first node of each slot's new tokens (group-local)
     unique = new.sum(1)  # [G] unique completion tokens
 
@@ -399,6 +463,31 @@ def packed_logps(
     return logp, entropy
 
 
+def _flops(model: Any) -> tuple[float, float, float]:
+    """A rough FLOP model of one forward pass: per token, per attended (query, key) pair, per scored token (head).
+
+    Per layer ``8d² + 6d·d_ff`` per token (attention projections and a gated MLP) and ``4d`` per pair (scores and
+    values); the head ``2d·V`` per scored token. Sizes are read from the model's config.
+    """
+    text = _text_config(model)
+    d = int(getattr(text, "hidden_size", 1))
+    ff = int(getattr(text, "intermediate_size", 4 * d) or 4 * d)
+    layers = int(getattr(text, "num_hidden_layers", 1))
+    vocab = int(getattr(text, "vocab_size", 1))
+    return layers * (8 * d * d + 6 * d * ff), layers * 4 * d, 2 * d * vocab
+
+
+def pair_cost(model: Any) -> float:
+    """The cost of one attended (query, key) pair relative to one token's, for :func:`pack_groups`' ``pair_cost``.
+
+    0 for flex attention, whose ``BlockMask`` skips masked blocks; otherwise dense attention pays for every pair.
+    """
+    if (getattr(model.config, "_attn_implementation", None) or "eager") == "flex_attention":
+        return 0.0
+    per_token, per_pair, _ = _flops(model)
+    return per_pair / per_token
+
+
 def packing_pays(
     packed: PackedBatch,
     padded_shape: tuple[int, int],
@@ -409,25 +498,20 @@ def packing_pays(
 ) -> bool:
     """Whether the packed pass is predicted cheaper than the padded one, and its dense mask fits the budget.
 
-    A rough FLOP model per layer: ``24·d²`` per token (attention projections and a 4d-wide MLP... taken from the
-    model's own sizes) plus ``4·d`` per attended (query, key) pair, which dense attention pays for every pair of a
-    row, masked or not (CPU SDPA does not skip masked blocks); the head costs ``2·d·V`` per scored position. Packing
-    is chosen when its estimate is below ``margin`` times the padded one. ``padded_shape`` is ``(rows, length)`` of
-    the padded prompt+completion batch. Flex attention's ``BlockMask`` needs no dense mask, so no budget applies.
+    Cost per pass from :func:`_flops`: tokens, attended pairs (every pair of a row, masked or not, for dense
+    attention; flex attention's ``BlockMask`` skips masked blocks, counted here as the packed tokens' own ancestors
+    at most, i.e. no more than the padded batch's pairs) and scored tokens. Packing is chosen when its estimate is
+    below ``margin`` times the padded one. ``padded_shape`` is ``(rows, length)`` of the padded prompt+completion
+    batch. Flex attention needs no dense mask, so no budget applies to it.
     """
-    text = _text_config(model)
-    d = int(getattr(text, "hidden_size", 1))
-    ff = int(getattr(text, "intermediate_size", 4 * d) or 4 * d)
-    layers = int(getattr(text, "num_hidden_layers", 1))
-    vocab = int(getattr(text, "vocab_size", 1))
-    per_token = layers * (8 * d * d + 6 * d * ff)
-    per_pair = layers * 4 * d
+    per_token, per_pair, per_head = _flops(model)
     R, N = packed.input_ids.shape
     B, L = padded_shape
     scored = int(packed.mask.sum())
-    packed_cost = R * N * per_token + R * N * N * per_pair + scored * 2 * d * vocab
-    padded_cost = B * L * per_token + B * L * L * per_pair + scored * 2 * d * vocab
     attn = getattr(model.config, "_attn_implementation", None) or "eager"
+    pairs = min(R * N * N, B * L * L) if attn == "flex_attention" else R * N * N
+    packed_cost = R * N * per_token + pairs * per_pair + scored * per_head
+    padded_cost = B * L * per_token + B * L * L * per_pair + scored * per_head
     mask_bytes = 0 if attn == "flex_attention" else R * N * N * (1 if attn == "sdpa" else 4)
     return (
         packed_cost < margin * padded_cost and mask_bytes <= mask_budget_bytes and math.isfinite(packed_cost)

@@ -50,7 +50,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from lgrpo.objectives import LOSS_TYPES, lambda_weights, policy_loss
-from lgrpo.packing import check_packable, pack_groups, packed_logps, packing_pays
+from lgrpo.packing import check_packable, pack_groups, packed_logps, packing_pays, pair_cost
 from lgrpo.process import process_blocks, tree_stats
 
 __all__ = ["ALLOWED_OPTIONS", "WEIGHTINGS", "LambdaGRPOConfig", "LambdaGRPOTrainer"]
@@ -374,10 +374,13 @@ class LambdaGRPOTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         unwrapped = self.accelerator.unwrap_model(model)
         budget = float(self.args.tree_packing_mask_budget_gb) * 2**30
+        cost = pair_cost(
+            unwrapped
+        )  # dense attention: split a group where its pairs cost more than sharing saves
         chunks = _whole_group_chunks(prompt_ids, prompt_mask, batch_size or input_ids.shape[0])
         logps, entropies = [], []
         for rows in chunks:
-            packed = pack_groups(prompt_ids[rows], prompt_mask[rows], ids[rows], mask[rows])
+            packed = pack_groups(prompt_ids[rows], prompt_mask[rows], ids[rows], mask[rows], pair_cost=cost)
             use = self.args.tree_packing_always or packing_pays(
                 packed, (len(rows), input_ids.shape[1]), unwrapped, mask_budget_bytes=budget
             )
