@@ -211,8 +211,9 @@ def evaluate(model, tokenizer, task: Task, cfg: TrainConfig) -> float:
 # supervised warm start
 
 
-def sft(model, tokenizer, task: Task, cfg: TrainConfig, out: Path) -> None:
-    """Teacher-forced cross-entropy on the worked solutions (loss on solution tokens + EOS only); saves to ``out``."""
+def sft(model, tokenizer, task: Task, cfg: TrainConfig, out: Path | None) -> None:
+    """Teacher-forced cross-entropy on the worked solutions (loss on solution tokens + EOS only); saves to ``out``
+    (atomically) unless it is None (the other processes of a multi-process run)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -229,7 +230,7 @@ def sft(model, tokenizer, task: Task, cfg: TrainConfig, out: Path) -> None:
     model.train()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        bar = tqdm(range(1, s.steps + 1), desc="sft", unit="step", dynamic_ncols=True)
+        bar = tqdm(range(1, s.steps + 1), desc="sft", unit="step", dynamic_ncols=True, disable=out is None)
         for step in bar:
             batch = rng.sample(encoded, min(s.batch_size, len(encoded)))
             length = max(len(p) + len(c) for p, c in batch)
@@ -249,6 +250,8 @@ def sft(model, tokenizer, task: Task, cfg: TrainConfig, out: Path) -> None:
             opt.step()
             opt.zero_grad(set_to_none=True)
             bar.set_postfix(loss=f"{loss.item():.3f}")
+    if out is None:
+        return
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -516,7 +519,10 @@ def train(
     # Not resuming, over an unfinished run (one stopped before its first checkpoint) of *another* config: its warm
     # start and its step-0 accuracy belong to that config and are redone, not reused.
     stale = ckpt is None and folder.config.exists() and folder.saved_config() != to_dict(cfg)
+    sft_path = Path(sft_dir) if sft_dir is not None else folder.sft
+    reuse_sft = (sft_path / SFT_DONE).exists() and not (stale and sft_dir is None)
     done = checkpoint_step(ckpt) if ckpt is not None else 0
+    state.wait_for_everyone()  # every process has read the folder as it was before this run writes to it
     if folder.main and folder.summary.exists():  # --resume-from in a finished run: it will be finished again
         folder.summary.unlink()
     folder.write_config(cfg)
@@ -530,17 +536,18 @@ def train(
     transformers.set_seed(cfg.seed)
     transformers.logging.set_verbosity_error()
 
-    sft_path = Path(sft_dir) if sft_dir is not None else folder.sft
     model, tokenizer = build_model(cfg)
     check_lora_targets(cfg, model)  # PEFT would only tell when the trainer is built, after the warm start
     task = build_task(cfg, tokenizer)
     if task.sft_pairs and cfg.sft.steps > 0:
-        if folder.main:
-            if (sft_path / SFT_DONE).exists() and not (stale and sft_dir is None):
+        if reuse_sft:
+            if folder.main:
                 print(f"warm start: reusing {sft_path}", file=sys.stderr)
-            else:
-                sft(model, tokenizer, task, cfg, sft_path)
-        state.wait_for_everyone()  # the other processes load the main process's warm start
+        else:
+            # every process trains the same warm start (same seed, same batches), so none waits long at the barrier
+            # below (a collective's time-out); the main process's copy is saved and loaded by all
+            sft(model, tokenizer, task, cfg, sft_path if folder.main else None)
+        state.wait_for_everyone()
         model, tokenizer = load_sft(sft_path, cfg)
     if cfg.rl.beta != 0.0 and cfg.model.lora_r == 0 and not getattr(model.config, "_name_or_path", ""):
         # TRL loads the β > 0 reference model from the policy's path; a policy built from a config has none, so
