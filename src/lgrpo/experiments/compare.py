@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from lgrpo.experiments.config import TrainConfig, add_flags, flag_overrides, load_config, to_dict
-from lgrpo.experiments.run_folder import RunFolder, config_diff, write_json
+from lgrpo.experiments.run_folder import RunFolder, config_diff, is_main_process, write_json
 from lgrpo.models import LoadError
 
 FLAGS = (
@@ -36,7 +36,8 @@ def _stats(values: list[float]) -> dict:
 
 
 def write_comparison(out: Path, seeds: list[int], cfg: TrainConfig) -> dict:
-    """Aggregate the finished runs under ``out`` into ``comparison.json`` and ``comparison.png``."""
+    """Aggregate the finished runs under ``out`` into ``comparison.json`` and ``comparison.png`` (written by the main
+    process of a multi-process run only)."""
     result: dict = {"seeds": seeds, "steps": cfg.rl.max_steps, "arms": {}}
     for arm in ARMS:
         per_seed = {}
@@ -50,8 +51,9 @@ def write_comparison(out: Path, seeds: list[int], cfg: TrainConfig) -> dict:
             if vals:
                 entry[key] = {**_stats(list(vals.values())), "per_seed": {str(s): v for s, v in vals.items()}}
         result["arms"][arm] = entry
-    write_json(out / "comparison.json", result)
-    plot(out, seeds)
+    if is_main_process():
+        write_json(out / "comparison.json", result)
+        plot(out, seeds)
     return result
 
 
@@ -171,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
         result = compare(cfg, args.out, args.seeds)
     except (ValueError, LoadError) as e:
         raise SystemExit(f"lgrpo compare: error: {e}") from None
+    if not is_main_process():
+        return 0
     for arm, entry in result["arms"].items():
         b, a = entry.get("accuracy_before", {}), entry.get("accuracy_after", {})
         sem = a.get("sem")

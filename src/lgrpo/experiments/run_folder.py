@@ -50,6 +50,7 @@ __all__ = [
     "RunFolder",
     "checkpoint_step",
     "config_diff",
+    "is_main_process",
     "read_metrics",
     "write_json",
 ]
@@ -95,6 +96,12 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def is_main_process() -> bool:
+    """Whether this is the main process (global rank 0) of a ``torchrun`` / ``accelerate launch`` run, from the
+    ``RANK`` they set; True in a single process. (Inside ``lgrpo train``, accelerate's state decides.)"""
+    return os.environ.get("RANK", "0") == "0"
 
 
 # ----------------------------------------------------------------------------------------------------------------
