@@ -495,6 +495,16 @@ def test_trainer_refuses_a_bad_config_before_verl_builds_anything():
         trainer_base.PPOTrainer.__init__(SimpleNamespace(), cfg)
 
 
+def test_v0_trainer_refuses_the_switch_instead_of_ignoring_it():
+    import verl.trainer.ppo.ray_trainer as ray_trainer
+
+    cfg = _compose(
+        ["algorithm.adv_estimator=grpo", "+algorithm.lambda_grpo.enable=true", "trainer.use_v1=false"]
+    )
+    with pytest.raises(ValueError, match=r"trainer\.use_v1"):
+        ray_trainer.RayPPOTrainer.__init__(SimpleNamespace(), cfg, tokenizer=None, role_worker_mapping={})
+
+
 def test_multi_output_trajectories_are_refused():
     with pytest.raises(ValueError, match="several outputs"):
         plugin._check_one_output_per_trajectory(["u1_0_0", "u1_0_1", "u1_1_0"])

@@ -7,8 +7,9 @@
 ``import verl`` loads the entry points of the group ``verl.plugins`` (unless ``VERL_USE_EXTERNAL_PLUGINS=none``), in the
 driver and in every Ray worker, so importing this module is all the installation there is. verl has no hook for
 what λ-GRPO needs (its advantage estimators never see the response tokens, and the actor's KL loss is aggregated
-inside ``ppo_loss``), so this module patches two verl modules when they are imported, and only for the verl release
-it was tested with (:data:`VERL_VERSION`); with any other release it patches nothing and logs a warning.
+inside ``ppo_loss``), so this module patches verl modules when they are imported, and only for the verl release it
+was tested with (:data:`VERL_VERSION`); with any other release it patches nothing and logs a warning. The settings
+are checked when a trainer is built; verl's v0 trainer (``trainer.use_v1=false``) is not hooked and refuses the switch.
 
 What changes against stock verl (METHOD.md §6), and where:
 
@@ -74,6 +75,7 @@ WEIGHTS_FIELD = "lambda_weights"
 CONFIG_KEY = "lambda_grpo"  # under verl's `algorithm` config
 
 _TRAINER_MODULE = "verl.trainer.ppo.v1.trainer_base"
+_V0_TRAINER_MODULE = "verl.trainer.ppo.ray_trainer"
 _LOSSES_MODULE = "verl.workers.utils.losses"
 
 
@@ -283,6 +285,19 @@ def _patch_trainer(trainer_base: ModuleType) -> None:
     cls.__init__, cls._compute_advantage = __init__, _compute_advantage
 
 
+def _patch_v0_trainer(ray_trainer: ModuleType) -> None:
+    """The v0 trainer (``trainer.use_v1=false``) is not hooked: refuse the switch there instead of ignoring it."""
+    cls = ray_trainer.RayPPOTrainer
+    verl_init = cls.__init__
+
+    @functools.wraps(verl_init)
+    def __init__(self: Any, config: Any, *args: Any, **kwargs: Any) -> None:
+        LambdaGRPOSettings.from_verl_config(config)  # raises when enabled: use_v1 is false here
+        verl_init(self, config, *args, **kwargs)
+
+    cls.__init__ = __init__
+
+
 def _weight_advantages(
     trainer_base: ModuleType, batch: Any, padding: list[bool], metrics: dict, settings: LambdaGRPOSettings
 ) -> Any:
@@ -348,6 +363,7 @@ def _check_one_output_per_trajectory(keys: Sequence[str]) -> None:
 _PATCHES: dict[str, Callable[[ModuleType], None]] = {
     _LOSSES_MODULE: _patch_losses,
     _TRAINER_MODULE: _patch_trainer,
+    _V0_TRAINER_MODULE: _patch_v0_trainer,
 }
 _patched: list[str] = []
 
@@ -365,7 +381,7 @@ class _PatchingLoader(importlib.abc.Loader):
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself; wraps the loader of the two patched verl modules so the patch runs after import."""
+    """Finds nothing itself; wraps the loader of the patched verl modules so the patch runs after import."""
 
     def find_spec(
         self, fullname: str, path: Any, target: Any = None
