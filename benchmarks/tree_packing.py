@@ -18,6 +18,7 @@ loss, backward, optimizer) and the logged unique-token fraction and loss.
 
     python benchmarks/tree_packing.py synthetic                       # ~10M model, f = 0, .3, .7, .9, T = 256, 1024
     python benchmarks/tree_packing.py synthetic --lengths 256 --fractions 0.7 --repeat 5
+    python benchmarks/tree_packing.py synthetic --smollm2 --lengths 256 --k 8 --fractions 0 0.7
     python benchmarks/tree_packing.py train --steps 8                 # the embedded default
     python benchmarks/tree_packing.py train --config configs/smollm2-135m.yaml --steps 4
 """
@@ -132,12 +133,26 @@ def time_arms(t, batch: dict, repeat: int, opt, warmup: bool) -> dict[str, list[
 
 
 def synthetic(args: argparse.Namespace) -> None:
-    from lgrpo.packing import pack_groups, packing_pays
+    from lgrpo.packing import pack_groups, packing_pays, pair_cost
+
+    def completions(b: dict) -> tuple:
+        return b["completion_ids"], b["completion_mask"]
 
     torch.set_num_threads(args.threads)
     tok = build_tokenizer()
     max_len = PROMPT_LEN + max(args.lengths)
-    model = build_model(tok, args.model_size, max_len, seed=0)
+    if (
+        args.smollm2
+    ):  # real weights (Llama architecture, 49k vocabulary); token ids stay the char ids (timing only)
+        from transformers import AutoModelForCausalLM
+
+        from lgrpo.assets import fetch_smollm2
+
+        path = fetch_smollm2()
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        args.model_size = "SmolLM2-135M"
+    else:
+        model = build_model(tok, args.model_size, max_len, seed=0)
     n_params = sum(p.numel() for p in model.parameters())
     with tempfile.TemporaryDirectory() as out:
         t = make_trainer(tok, model, out)
@@ -152,16 +167,22 @@ def synthetic(args: argparse.Namespace) -> None:
             k = args.k if length <= 256 else args.k_long
             for f in args.fractions:
                 batch = synthetic_batch(tok, args.groups, k, length, f, seed=1)
-                packed = pack_groups(
-                    batch["prompt_ids"],
-                    batch["prompt_mask"],
-                    batch["completion_ids"],
-                    batch["completion_mask"],
+                one_tree = pack_groups(
+                    *(batch[x] for x in ("prompt_ids", "prompt_mask")), *completions(batch)
                 )
                 shared = (
-                    1 - (packed.packed_tokens - args.groups * PROMPT_LEN) / batch["completion_mask"].sum()
+                    1 - (one_tree.packed_tokens - args.groups * PROMPT_LEN) / batch["completion_mask"].sum()
+                )
+                t0 = (
+                    time.perf_counter()
+                )  # what the automatic choice costs on every call: the layout and the test
+                packed = pack_groups(
+                    *(batch[x] for x in ("prompt_ids", "prompt_mask")),
+                    *completions(batch),
+                    pair_cost=pair_cost(model),
                 )
                 auto = packing_pays(packed, (batch["prompt_ids"].shape[0], PROMPT_LEN + length), model)
+                decide = time.perf_counter() - t0
                 res = time_arms(t, batch, args.repeat, opt, warmup=first)
                 first = False
                 m = {key: statistics.median(v) for key, v in res.items()}
@@ -170,11 +191,12 @@ def synthetic(args: argparse.Namespace) -> None:
                     **{key: round(v, 4) for key, v in m.items()},
                     "loss_speedup": m["loss_padded"] / m["loss_packed"],
                     "step_speedup": m["step_padded"] / m["step_packed"], "auto_packs": bool(auto),
+                    "decide_s": decide, "packed_rows": list(packed.input_ids.shape),
                 }  # fmt: skip
                 print(
                     f"{length:>6} {k:>3} {float(shared):>6.2f}  {m['loss_packed']:>10.3f}s {m['loss_padded']:>10.3f}s "
                     f"{row['loss_speedup']:>7.2f}x  {m['step_packed']:>10.3f}s {m['step_padded']:>10.3f}s "
-                    f"{row['step_speedup']:>7.2f}x  {'packed' if auto else 'padded'}",
+                    f"{row['step_speedup']:>7.2f}x  {'packed' if auto else 'padded'} ({decide:.3f}s to decide)",
                     flush=True,
                 )
                 if args.out:
@@ -215,6 +237,9 @@ def main() -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("synthetic")
     s.add_argument("--model-size", default="10m", choices=sorted(MODEL_SIZES))
+    s.add_argument(
+        "--smollm2", action="store_true", help="SmolLM2-135M-Instruct's real weights (lgrpo.assets)"
+    )
     s.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.3, 0.7, 0.9])
     s.add_argument("--lengths", type=int, nargs="+", default=[256, 1024])
     s.add_argument("--k", type=int, default=16, help="group size for lengths <= 256")

@@ -372,8 +372,9 @@ def test_packing_pays_and_budget():
     shared = [[1] * 40 + [2 + i] for i in range(8)]
     pid, pm, cid, cm = make_batch([[5, 6]] * 8, shared)
     packed = pack_groups(pid, pm, cid, cm)
-    assert packing_pays(packed, (8, 2 + 41), model)
-    assert not packing_pays(packed, (8, 2 + 41), model, mask_budget_bytes=10)
+    assert packing_pays(packed, (8, 2 + 41), model, min_saving_flops=0)
+    assert not packing_pays(packed, (8, 2 + 41), model)  # too small a saving to pay for the layout
+    assert not packing_pays(packed, (8, 2 + 41), model, mask_budget_bytes=10, min_saving_flops=0)
     distinct = [[(i * 7 + t) % 60 + 1 for t in range(41)] for i in range(8)]  # nothing shared
     pid, pm, cid, cm = make_batch([[5, 6]] * 8, distinct)
-    assert not packing_pays(pack_groups(pid, pm, cid, cm), (8, 2 + 41), model)
+    assert not packing_pays(pack_groups(pid, pm, cid, cm), (8, 2 + 41), model, min_saving_flops=0)

@@ -495,14 +495,16 @@ def packing_pays(
     *,
     mask_budget_bytes: float = 2**30,
     margin: float = 0.9,
+    min_saving_flops: float = 5e8,
 ) -> bool:
     """Whether the packed pass is predicted cheaper than the padded one, and its dense mask fits the budget.
 
     Cost per pass from :func:`_flops`: tokens, attended pairs (every pair of a row, masked or not, for dense
     attention; flex attention's ``BlockMask`` skips masked blocks, counted here as the packed tokens' own ancestors
     at most, i.e. no more than the padded batch's pairs) and scored tokens. Packing is chosen when its estimate is
-    below ``margin`` times the padded one. ``padded_shape`` is ``(rows, length)`` of the padded prompt+completion
-    batch. Flex attention needs no dense mask, so no budget applies to it.
+    below ``margin`` times the padded one and saves at least ``min_saving_flops`` (laying out the trees costs a few
+    milliseconds a call, which a tiny model's pass does not win back). ``padded_shape`` is ``(rows, length)`` of the
+    padded prompt+completion batch. Flex attention needs no dense mask, so no budget applies to it.
     """
     per_token, per_pair, per_head = _flops(model)
     R, N = packed.input_ids.shape
@@ -513,6 +515,5 @@ def packing_pays(
     packed_cost = R * N * per_token + pairs * per_pair + scored * per_head
     padded_cost = B * L * per_token + B * L * L * per_pair + scored * per_head
     mask_bytes = 0 if attn == "flex_attention" else R * N * N * (1 if attn == "sdpa" else 4)
-    return (
-        packed_cost < margin * padded_cost and mask_bytes <= mask_budget_bytes and math.isfinite(packed_cost)
-    )
+    cheaper = packed_cost < margin * padded_cost and padded_cost - packed_cost >= min_saving_flops
+    return cheaper and mask_bytes <= mask_budget_bytes and math.isfinite(packed_cost)
