@@ -68,3 +68,22 @@ def test_saved_char_tokenizer_loads_back_with_the_same_ids(tmp_path):
     assert loaded(text)["input_ids"] == tok(text)["input_ids"]
     assert loaded.decode(tok(text)["input_ids"]) == text
     assert not models.is_char_tokenizer(tmp_path / "missing")
+
+
+def test_char_tokenizer_over_a_task_text_reloads_with_the_same_ids(tmp_path):
+    from lgrpo.models import char_tokenizer, is_char_tokenizer, load_tokenizer
+
+    base = char_tokenizer()
+    tok = char_tokenizer("Höhe × 3 − 2 = ?")  # the non-ASCII characters get ids after the ASCII ones
+    assert len(tok) == len(base) + 3
+    assert tok("3×4")["input_ids"][0] == base("3")["input_ids"][0]  # ASCII ids unchanged
+    ids = tok("ö×−")["input_ids"]
+    assert sorted(ids) == list(range(len(base), len(base) + 3)) and tok.unk_token_id not in ids
+    assert base("ö")["input_ids"] == [base.unk_token_id]
+    tok.save_pretrained(tmp_path)
+    assert is_char_tokenizer(tmp_path)
+    again = load_tokenizer(str(tmp_path))
+    assert (
+        again.get_vocab() == tok.get_vocab()
+        and again("Höhe × 3")["input_ids"] == tok("Höhe × 3")["input_ids"]
+    )

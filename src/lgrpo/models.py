@@ -33,47 +33,66 @@ class LoadError(RuntimeError):
     """A model or dataset could not be loaded; the message says what was tried and how to give a local copy."""
 
 
-def _char_vocab() -> dict[str, int]:
+def _char_vocab(extra_chars: str = "") -> dict[str, int]:
     specials = [PAD, BOS, EOS, UNK, *ROLE_TOKENS]
     chars = [c for c in string.printable if c not in "\r\x0b\x0c"]
-    return {tok: i for i, tok in enumerate(specials + chars)}
+    extra = sorted(set(extra_chars) - set(chars) - {"\r", "\x0b", "\x0c"})
+    return {tok: i for i, tok in enumerate(specials + chars + extra)}
 
 
-def is_char_tokenizer(path: str | os.PathLike) -> bool:
-    """Whether ``path`` holds a saved :func:`char_tokenizer` (its ``tokenizer.json`` has exactly our vocabulary)."""
+def _saved_char_extras(path: str | os.PathLike) -> str | None:
+    """The extra characters of a :func:`char_tokenizer` saved in ``path`` ("" for none), or None when ``path``
+    holds no lgrpo char tokenizer (its vocabulary must be ours, with any extra characters after it in order)."""
     file = Path(path) / "tokenizer.json"
     if not file.is_file():
-        return False
+        return None
     try:
         model = json.loads(file.read_text(encoding="utf-8")).get("model", {})
     except (OSError, ValueError):
-        return False
-    return model.get("type") == "WordLevel" and model.get("vocab") == _char_vocab()
+        return None
+    vocab = model.get("vocab")
+    if model.get("type") != "WordLevel" or not isinstance(vocab, dict):
+        return None
+    base = _char_vocab()
+    extra = [tok for tok, _ in sorted(vocab.items(), key=lambda kv: kv[1])[len(base) :]]
+    if any(len(t) != 1 for t in extra) or vocab != _char_vocab("".join(extra)):
+        return None
+    return "".join(extra)
+
+
+def is_char_tokenizer(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a saved :func:`char_tokenizer` (its ``tokenizer.json`` has exactly our vocabulary,
+    with or without extra characters)."""
+    return _saved_char_extras(path) is not None
 
 
 def load_tokenizer(name_or_path: str, local_files_only: bool = False) -> PreTrainedTokenizerFast:
     """A tokenizer from a directory or Hub id; lgrpo's char tokenizer is rebuilt rather than auto-loaded.
 
     Why: ``AutoTokenizer`` picks the tokenizer class from the model's ``config.json``, so a saved tiny Qwen2 model
-    would get a ``Qwen2Tokenizer`` that splits text differently from the ids the model was trained on.
+    would get a ``Qwen2Tokenizer`` that splits text differently from the ids the model was trained on. A char
+    tokenizer built over a task's text is rebuilt with the same extra characters, so the ids stay the same.
     """
-    if os.path.isdir(name_or_path) and is_char_tokenizer(name_or_path):
-        return char_tokenizer()
+    extras = _saved_char_extras(name_or_path) if os.path.isdir(name_or_path) else None
+    if extras is not None:
+        return char_tokenizer(extras)
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(name_or_path, local_files_only=local_files_only)
 
 
-def char_tokenizer() -> PreTrainedTokenizerFast:
+def char_tokenizer(extra_chars: str = "") -> PreTrainedTokenizerFast:
     """A character-level tokenizer over printable ASCII (plus newline and tab), with pad/bos/eos/unk and role tokens.
 
-    Ids are fixed by construction (specials first, then characters in ``string.printable`` order), so a model saved
-    with one build of this tokenizer reads the same ids with any other.
+    Ids are fixed by construction (specials first, then characters in ``string.printable`` order, then the
+    characters of ``extra_chars`` that are not among them, sorted), so a model saved with one build of this
+    tokenizer reads the same ids with any other build from the same ``extra_chars``. Pass a task's text as
+    ``extra_chars`` to cover its non-ASCII characters (other characters become ``<unk>``).
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordLevel(vocab=_char_vocab(), unk_token=UNK))
+    tok = Tokenizer(models.WordLevel(vocab=_char_vocab(extra_chars), unk_token=UNK))
     # One pre-token per character; the class matches newlines too.
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()

@@ -181,3 +181,33 @@ def test_prompt_format_uses_the_chat_template():
         generate.format_prompt(Plain(), "Q")
         == "Let's think step by step and output the final answer within \\boxed{}.\n\nQ\n"
     )
+
+
+def test_eval_any_file_with_its_field_names(tmp_path, monkeypatch):
+    """`--benchmarks NAME=FILE` with GSM8K's fields: `question`, and `answer` ending in `#### 42`."""
+    rows = [
+        {"question": "Tom has 2 apples and buys 3. How many?", "answer": "2+3=<<2+3=5>>5\n#### 5"},
+        {"question": "What is 1,000 + 234?", "answer": "#### 1,234"},
+    ]
+    path = tmp_path / "gsm8k_test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen = {}
+
+    class Oracle:
+        def generate(self, problems):
+            seen["problems"] = problems
+            yield ["so \\boxed{5}", "\\boxed{1234}"]
+
+    monkeypatch.setattr(generate, "make_generator", lambda *a: Oracle())
+    out = tmp_path / "out"
+    argv = ["eval", "--model", "m", "--benchmarks", f"gsm8k={path}", "--out", str(out)]
+    assert main([*argv, "--problem-field", "question", "--answer-format", "gsm8k"]) == 0
+    assert seen["problems"] == [r["question"] for r in rows]
+    results = json.loads((out / "results.json").read_text())
+    assert results["benchmarks"]["gsm8k"] == {"accuracy": 1.0, "n": 2, "correct": 2, "stderr": 0.0}
+    preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [p["answer"] for p in preds] == ["5", "1234"] and preds[0]["id"] == "gsm8k/0"
+    with pytest.raises(SystemExit, match="no field 'problem'"):
+        main(["eval", "--model", "m", "--benchmarks", f"gsm8k={path}", "--out", str(out)])
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["eval", "--model", "m", "--benchmarks", f"x={tmp_path / 'nope.jsonl'}", "--out", str(out)])

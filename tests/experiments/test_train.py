@@ -437,3 +437,28 @@ def test_flags_come_from_the_config_fields():
         parser.parse_args(["--weighting", "pareto"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--max-steps", "x"])
+
+
+def test_train_a_reasoning_gym_task(tmp_path, tiny):
+    """`lgrpo train data.task=reasoning_gym:<name>`: the dataset's scorer is the reward, and the tiny model's char
+    tokenizer (built over the task's text) is saved with the run and reloads to the same ids."""
+    from lgrpo.cli import main
+    from lgrpo.models import load_tokenizer
+    from lgrpo.tasks import build_task
+
+    out = tmp_path / "run"
+    argv = ["train", "--out", str(out), "--max-steps", "2", *tiny, "data.task=reasoning_gym:basic_arithmetic"]
+    assert main([*argv, "data.train_size=16", "data.eval_size=4", "eval.every=0"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["task"] == "reasoning_gym:basic_arithmetic" and summary["eval_size"] == 4
+    lines = _lines(out / "metrics.jsonl")
+    assert "rewards/reasoning_gym_basic_arithmetic/mean" in lines[1] and "reward/no_answer" in lines[1]
+    rollouts = _lines(out / "rollouts.jsonl")
+    cfg = load_config(out / "config.yaml")
+    task = build_task(cfg)
+    assert {r["prompt"] for r in rollouts} <= {r["problem"] for r in task.train}
+    saved = load_tokenizer(str(out / "checkpoints" / "checkpoint-2"))
+    text = "".join(task.texts())
+    _, tok = train_mod.build_model(cfg, task)
+    assert saved.get_vocab() == tok.get_vocab() and saved(text)["input_ids"] == tok(text)["input_ids"]
+    assert tok.unk_token_id not in tok(text)["input_ids"]

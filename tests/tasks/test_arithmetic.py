@@ -32,15 +32,3 @@ def test_bad_sizes_raise():
         arithmetic.generate(1, n_terms=1)
     with pytest.raises(ValueError, match="distinct"):
         arithmetic.generate(101, n_terms=2, digits=1)  # only 10 × 10 problems exist
-
-
-def test_exact_answer_reward():
-    reward = arithmetic.ExactAnswerReward()
-    completions = [
-        "3+4=7\n\\boxed{7}",
-        "3+4=8\n\\boxed{8}",
-        "no box",
-        "\\boxed{ 7 } then \\boxed{8}",  # the first box counts
-        [{"role": "assistant", "content": "\\boxed{7}"}],
-    ]
-    assert reward(["p"] * 5, completions, answer=["7"] * 5) == [1.0, 0.0, 0.0, 1.0, 1.0]

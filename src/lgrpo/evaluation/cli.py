@@ -1,7 +1,11 @@
-"""``lgrpo eval``: accuracy of a model (or of saved generations) on the paper's math benchmarks.
+"""``lgrpo eval``: accuracy of a model (or of saved generations) on the paper's math benchmarks or any file.
 
     lgrpo eval --model PATH_OR_ID --benchmarks aime24,math500,amc23,minerva,olympiadbench --data-dir data/ --out DIR
+    lgrpo eval --model RUN_DIR --benchmarks gsm8k=test.jsonl --problem-field question --answer-format gsm8k
     lgrpo eval --predictions generations.jsonl --out DIR
+
+A run folder of ``lgrpo train`` (it holds ``config.yaml``) is evaluated with the run's own prompt format and answer
+check, on its ``final/`` model (or its last checkpoint when there is none).
 
 Writes ``DIR/predictions.jsonl`` as items are scored, then ``DIR/results.json`` and ``DIR/results.md``.
 """
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 from tqdm import tqdm
@@ -20,7 +25,11 @@ from lgrpo.evaluation.scoring import Scorer, read_predictions, results_markdown
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--model", help="local model directory or Hugging Face id to generate with")
+    src.add_argument(
+        "--model",
+        help="local model directory, Hugging Face id, or an `lgrpo train` run folder (its final model, prompt format "
+        "and answer check) to generate with",
+    )
     src.add_argument(
         "--predictions",
         metavar="FILE",
@@ -29,7 +38,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--benchmarks",
         default=",".join(BENCHMARKS),
-        help=f"comma-separated, from: {', '.join(BENCHMARKS)} (default: all)",
+        help=f"comma-separated, from: {', '.join(BENCHMARKS)} (default: all), or NAME=path/to/file.jsonl for any "
+        "file (.jsonl, .json, .parquet or a datasets folder)",
+    )
+    parser.add_argument(
+        "--problem-field", default="problem", help="NAME=FILE benchmarks: the problem field (problem)"
+    )
+    parser.add_argument(
+        "--answer-field", default="answer", help="NAME=FILE benchmarks: the answer field (answer)"
+    )
+    parser.add_argument(
+        "--answer-format",
+        choices=("plain", "gsm8k"),
+        default="plain",
+        help="NAME=FILE benchmarks: the answer field as it is (plain) or GSM8K's '... #### 42' (gsm8k)",
     )
     parser.add_argument(
         "--data-dir",
@@ -78,15 +100,23 @@ def run(args: argparse.Namespace) -> int:
         model = None
     else:
         try:
-            benches = resolve(args.benchmarks)
+            benches = resolve(args.benchmarks, args.problem_field, args.answer_field, args.answer_format)
             # every benchmark is loaded before the model, so a missing file fails in seconds, not after hours
             data = {b.name: load_benchmark(b, args.data_dir, args.limit) for b in benches}
         except (OSError, ValueError) as exc:
             raise SystemExit(str(exc)) from exc
-        from lgrpo.evaluation.generate import make_generator
+        from lgrpo.evaluation.generate import make_generator, resolve_run
 
-        generator = make_generator(args.backend, args.model, args.max_new_tokens, args.batch_size)
-        scorer = Scorer(args.out, timeout=args.timeout)
+        weights, run_cfg = resolve_run(args.model)
+        prompt_format, check = None, None
+        if run_cfg is not None:  # the run's own prompt format and answer check (its held-out evaluation's)
+            from lgrpo.tasks.task import PromptFormat, answer_check
+
+            run_cfg.rl.verify_timeout = args.timeout
+            prompt_format, check = PromptFormat.from_config(run_cfg), answer_check(run_cfg)
+            print(f"evaluating {weights} with the run's prompt format and answer check", file=sys.stderr)
+        generator = make_generator(args.backend, weights, args.max_new_tokens, args.batch_size, prompt_format)
+        scorer = Scorer(args.out, timeout=args.timeout, check=check)
         total = sum(len(rows) for rows in data.values())
         with tqdm(total=total, desc="evaluating", unit="problem") as bar:
             for name, rows in data.items():

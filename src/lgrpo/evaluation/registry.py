@@ -24,6 +24,20 @@ class Benchmark:
     answer_field: str  # OlympiadBench's is a list of strings, joined with ", "
     size: int  # problems in the full benchmark
     id_field: str | None = None  # a stable id column, when the Hub copy has one
+    path: str | None = None  # a file given as NAME=PATH on the command line (then no Hub copy)
+    answer_format: str = "plain"  # a file's answers: "plain" or "gsm8k" ("... #### 42")
+
+
+def file_benchmark(
+    name: str,
+    path: str,
+    problem_field: str = "problem",
+    answer_field: str = "answer",
+    answer_format: str = "plain",
+) -> Benchmark:
+    """A benchmark read from the file ``path`` (``.jsonl``, ``.json``, ``.parquet`` or a ``datasets`` folder) with the
+    given field names; ``answer_format="gsm8k"`` takes the answer after ``####``."""
+    return Benchmark(name, name, "", "", problem_field, answer_field, 0, "id", path, answer_format)
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -42,22 +56,45 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
-def resolve(names: str | list[str]) -> list[Benchmark]:
-    """Benchmarks from a comma-separated list (or list) of names; an unknown name is a ValueError naming the valid ones."""
+def resolve(
+    names: str | list[str],
+    problem_field: str = "problem",
+    answer_field: str = "answer",
+    answer_format: str = "plain",
+) -> list[Benchmark]:
+    """Benchmarks from a comma-separated list (or list): registry names, or ``NAME=PATH`` for any file (read with the
+    given field names, see :func:`file_benchmark`). An unknown name is a ValueError naming the valid ones."""
     items = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
     if not items:
-        raise ValueError(f"--benchmarks is empty; choose from {', '.join(BENCHMARKS)}")
-    unknown = [n for n in items if n not in BENCHMARKS]
+        raise ValueError(
+            f"--benchmarks is empty; choose from {', '.join(BENCHMARKS)} or give NAME=path/to/file.jsonl"
+        )
+    out: dict[str, Benchmark] = {}
+    unknown = []
+    for item in items:
+        name, sep, path = (part.strip() for part in item.partition("="))
+        if sep:
+            if not name or not path:
+                raise ValueError(f"--benchmarks: {item!r} is not NAME=path/to/file.jsonl")
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"--benchmarks {item}: {path} does not exist")
+            out.setdefault(name, file_benchmark(name, path, problem_field, answer_field, answer_format))
+        elif name in BENCHMARKS:
+            out.setdefault(name, BENCHMARKS[name])
+        else:
+            unknown.append(name)
     if unknown:
         raise ValueError(
-            f"unknown benchmark(s) {', '.join(unknown)}; valid ones are: {', '.join(BENCHMARKS)}"
+            f"unknown benchmark(s) {', '.join(unknown)}; valid ones are: {', '.join(BENCHMARKS)}, "
+            "or NAME=path/to/file.jsonl for any file"
         )
-    return [BENCHMARKS[n] for n in dict.fromkeys(items)]
+    return list(out.values())
 
 
-def _answer_text(value: Any) -> str:
+def answer_text(value: Any) -> str:
+    """A gold answer as text: lists joined with ``", "``, whole floats as integers (``27.0`` → ``27``)."""
     if isinstance(value, (list, tuple)):
-        return ", ".join(_answer_text(v) for v in value)
+        return ", ".join(answer_text(v) for v in value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # AMC23 stores 27 as 27.0
     return str(value).strip()
@@ -71,7 +108,7 @@ def _from_local(bench: Benchmark, path: str) -> list[dict[str, str]]:
             {
                 "id": f"{bench.name}/{rid}",
                 "problem": str(obj["problem"]),
-                "answer": _answer_text(obj["answer"]),
+                "answer": answer_text(obj["answer"]),
             }
         )
     return rows
@@ -88,10 +125,40 @@ def _from_hub(bench: Benchmark) -> list[dict[str, str]]:
             {
                 "id": f"{bench.name}/{rid}",
                 "problem": str(ex[bench.problem_field]),
-                "answer": _answer_text(ex[bench.answer_field]),
+                "answer": answer_text(ex[bench.answer_field]),
             }
         )
     return rows
+
+
+def _from_file(bench: Benchmark, limit: int | None) -> list[dict[str, str]]:
+    from lgrpo.models import LoadError
+    from lgrpo.tasks.openrs import rows_from_path
+    from lgrpo.tasks.task import gold_answer
+
+    try:
+        rows = rows_from_path(str(bench.path))
+    except LoadError as exc:
+        raise ValueError(f"--benchmarks {bench.name}={bench.path}: {exc}") from exc
+    if not rows:
+        raise ValueError(f"--benchmarks {bench.name}={bench.path}: holds no problems")
+    for field in (bench.problem_field, bench.answer_field):
+        if field not in rows[0]:
+            raise ValueError(
+                f"--benchmarks {bench.name}={bench.path}: no field {field!r} (fields: {', '.join(rows[0])}); "
+                "name the fields with --problem-field and --answer-field"
+            )
+    out = []
+    for i, row in enumerate(rows[:limit]):
+        where = f"--benchmarks {bench.name}={bench.path} row {i}"
+        out.append(
+            {
+                "id": f"{bench.name}/{row.get('id', i)}",
+                "problem": str(row[bench.problem_field]),
+                "answer": gold_answer(row[bench.answer_field], bench.answer_format, where),
+            }
+        )
+    return out
 
 
 def load_benchmark(
@@ -99,9 +166,11 @@ def load_benchmark(
 ) -> list[dict[str, str]]:
     """The benchmark's problems as ``{"id", "problem", "answer"}`` dicts, the first ``limit`` of them.
 
-    Reads ``data_dir/<name>.jsonl`` when it exists, else the Hub; when neither works the error says which file to
-    provide.
+    A file benchmark (``NAME=PATH``) reads its file; a registry benchmark reads ``data_dir/<name>.jsonl`` when it
+    exists, else the Hub; when neither works the error says which file to provide.
     """
+    if bench.path is not None:
+        return _from_file(bench, limit)
     local = os.path.join(data_dir, f"{bench.name}.jsonl") if data_dir else None
     if local and os.path.exists(local):
         rows = _from_local(bench, local)

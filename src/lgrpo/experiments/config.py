@@ -19,7 +19,8 @@ import yaml
 from lgrpo.objectives import LOSS_TYPES
 
 WEIGHTINGS = ("lambda", "uniform")
-TASKS = ("arithmetic", "openrs")
+TASKS = ("arithmetic", "openrs", "file", "reasoning_gym:<name>")
+ANSWER_FORMATS = ("plain", "gsm8k")
 REWARDS = ("exact", "math_verify")
 
 
@@ -44,16 +45,22 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """The prompts. ``arithmetic``: generated sums (``n_terms`` numbers of ``digits`` digits); ``openrs``: OpenRS."""
+    """The problems (``lgrpo.tasks``; docs/training.md). ``task``: ``arithmetic`` (generated sums of ``n_terms``
+    numbers of ``digits`` digits), ``openrs``, ``file`` (your own file at ``path``) or ``reasoning_gym:<name>``."""
 
     task: str = "arithmetic"
     path: str | None = (
-        None  # openrs: a local .jsonl/.json/.parquet file or dataset directory; None = `hub_id`
+        None  # openrs/file: a .jsonl/.json/.parquet file or dataset folder; openrs: None = `hub_id`
     )
     hub_id: str = "knoveleng/open-rs"
+    problem_field: str = "problem"  # file: the field holding the problem
+    answer_field: str = "answer"  # file: the field holding the gold answer
+    answer_format: str = "plain"  # file: "plain" (the field is the answer) or "gsm8k" ("... #### 42")
     n_terms: int = 4
     digits: int = 1
-    train_size: int = 4000  # arithmetic: generated training problems (openrs: all rows but the held-out ones)
+    train_size: int = (
+        4000  # arithmetic, reasoning_gym: generated training problems (openrs/file: all but held-out)
+    )
     eval_size: int = 200  # held-out problems for greedy accuracy
     system_prompt: bool = False  # wrap prompts in the chat template with the math system prompt
 
@@ -97,6 +104,7 @@ class RLConfig:
         "exact"  # arithmetic: "exact" (boxed answer == gold) or "math_verify"; openrs always math_verify
     )
     verify_timeout: float = 5.0  # seconds math-verify may spend on one answer (reward and held-out scoring)
+    format_weight: float = 0.0  # > 0: add a format reward (an answer in the asked form) with this weight
     stop_after_boxed: bool = (
         False  # stop each completion once its first \boxed{} closes (transformers generation)
     )
@@ -249,13 +257,24 @@ def validate(cfg: TrainConfig) -> None:
     _positive("model.lora_alpha", m.lora_alpha)
     if not 0 <= m.lora_dropout < 1:
         raise ValueError(f"config key 'model.lora_dropout': expected a value in [0, 1), got {m.lora_dropout}")
-    _choice("data.task", d.task, TASKS)
+    name, _, arg = d.task.partition(":")
+    if (name == "reasoning_gym") != bool(arg) or name not in {t.partition(":")[0] for t in TASKS}:
+        raise ValueError(f"config key 'data.task': expected one of {TASKS}, got {d.task!r}")
+    if d.task == "file" and not d.path:
+        raise ValueError(
+            "config key 'data.path': the file task needs a .jsonl/.json/.parquet file or dataset folder"
+        )
+    _choice("data.answer_format", d.answer_format, ANSWER_FORMATS)
+    for key in ("problem_field", "answer_field"):
+        if not getattr(d, key):
+            raise ValueError(f"config key 'data.{key}': expected a field name, got {getattr(d, key)!r}")
+    if d.task == "arithmetic" or name == "reasoning_gym":
+        _positive("data.train_size", d.train_size)
     if d.task == "arithmetic":
         if d.n_terms < 2:
             raise ValueError(f"config key 'data.n_terms': expected >= 2, got {d.n_terms}")
         if not 1 <= d.digits <= 6:
             raise ValueError(f"config key 'data.digits': expected 1..6, got {d.digits}")
-        _positive("data.train_size", d.train_size)
     _positive("data.eval_size", d.eval_size)
     if d.task == "arithmetic":
         space = (
@@ -304,6 +323,7 @@ def validate(cfg: TrainConfig) -> None:
     _choice("rl.scale_rewards", r.scale_rewards, ("group", "batch", "none"))
     _choice("rl.reward", r.reward, REWARDS)
     _positive("rl.verify_timeout", r.verify_timeout)
+    _positive("rl.format_weight", r.format_weight, allow_zero=True)
     _choice("rl.use_vllm", r.use_vllm, ("auto", "true", "false"))
     _positive("rl.save_steps", r.save_steps)
     _positive("rl.save_total_limit", r.save_total_limit)

@@ -18,95 +18,31 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lgrpo.experiments.config import TrainConfig, add_flags, flag_overrides, load_config, to_dict
 from lgrpo.experiments.run_folder import CKPT_DIR, SFT_DONE, RunFolder, checkpoint_step
 from lgrpo.models import LoadError
+from lgrpo.tasks import Task, build_task
 
 FLAGS = ("rl.max_steps", "rl.weighting", "seed")  # config keys that have a flag of their own
-
-# ----------------------------------------------------------------------------------------------------------------
-# the task: prompts, gold answers, worked solutions, reward
-
-
-@dataclass
-class Task:
-    train_rows: list[dict]  # {"prompt": str | messages, "answer": str}: TRL's dataset
-    eval_prompts: list[str]  # held-out prompts as text (chat template applied)
-    eval_answers: list[str]
-    sft_pairs: list[tuple[str, str]]  # (prompt text, worked solution); empty when the task has none
-    reward: Any  # a TRL reward function
-
-
-def _prompt(problem: str, system_prompt: bool) -> Any:
-    if not system_prompt:
-        return problem
-    from lgrpo.tasks.math_answers import SYSTEM_PROMPT
-
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": problem}]
-
-
-def _prompt_text(prompt: Any, tokenizer) -> str:
-    if isinstance(prompt, str):
-        return prompt
-    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-
-
-def build_task(cfg: TrainConfig, tokenizer) -> Task:
-    d = cfg.data
-    if d.task == "arithmetic":
-        from lgrpo.tasks import arithmetic
-
-        train, held = arithmetic.splits(d.train_size, d.eval_size, d.n_terms, d.digits, seed=cfg.seed)
-        rows = [{"prompt": _prompt(p.prompt, d.system_prompt), "answer": p.answer} for p in train]
-        sft = [(_prompt_text(r["prompt"], tokenizer), p.solution) for r, p in zip(rows, train)]
-        eval_prompts = [_prompt_text(_prompt(p.prompt, d.system_prompt), tokenizer) for p in held]
-        eval_answers = [p.answer for p in held]
-        if cfg.rl.reward == "exact":
-            reward = arithmetic.ExactAnswerReward()
-        else:
-            from lgrpo.tasks.math_answers import MathReward
-
-            reward = MathReward(cfg.rl.verify_timeout)
-    else:
-        from lgrpo.tasks.math_answers import MathReward
-        from lgrpo.tasks.openrs import load_openrs
-
-        train_items, held_items = load_openrs(d.path, d.hub_id, d.eval_size, seed=cfg.seed)
-        rows = [
-            {"prompt": _prompt(r["problem"], d.system_prompt), "answer": r["answer"]} for r in train_items
-        ]
-        eval_prompts = [_prompt_text(_prompt(r["problem"], d.system_prompt), tokenizer) for r in held_items]
-        eval_answers = [r["answer"] for r in held_items]
-        sft, reward = [], MathReward(cfg.rl.verify_timeout)
-    return Task(rows, eval_prompts, eval_answers, sft, reward)
-
-
-def score(completion: str, answer: str, cfg: TrainConfig) -> float:
-    """Held-out scoring: the same check as the training reward."""
-    if cfg.data.task == "arithmetic" and cfg.rl.reward == "exact":
-        from lgrpo.tasks.arithmetic import exact_answer
-
-        return float(exact_answer(completion) == answer)
-    from lgrpo.tasks.math_answers import verify
-
-    return verify(completion, answer, timeout=cfg.rl.verify_timeout).score
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # model
 
 
-def build_model(cfg: TrainConfig):
-    """(model, tokenizer): the tiny model from the config, or a pretrained one (clear error when unreachable)."""
+def build_model(cfg: TrainConfig, task: Task | None = None):
+    """(model, tokenizer): the tiny model from the config, or a pretrained one (clear error when unreachable).
+
+    The tiny model's character tokenizer covers printable ASCII plus every other character of ``task``'s text; it is
+    saved with the run's models, and :func:`lgrpo.models.load_tokenizer` rebuilds it with the same ids.
+    """
     from lgrpo import models
 
     m = cfg.model
     if m.name_or_path is None:
-        tok = models.char_tokenizer()
+        tok = models.char_tokenizer("".join(set("".join(task.texts()))) if task is not None else "")
         model = models.tiny_causal_lm(
             tok, m.arch, m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size, seed=cfg.seed
         )
@@ -165,41 +101,27 @@ def eval_shard(n: int, rank: int, world: int) -> list[int]:
 
 
 def evaluate(model, tokenizer, task: Task, cfg: TrainConfig) -> float:
-    """Greedy accuracy on the held-out prompts.
+    """Greedy accuracy on the held-out rows: the decoding path of ``lgrpo eval``
+    (:func:`lgrpo.evaluation.generate.greedy_completions`) and the task's check; unscorable golds are left out.
 
     On several processes each takes every ``num_processes``-th prompt and the scores are gathered; every process
     runs the same number of ``generate`` calls (a short shard repeats a prompt whose score is dropped), as ZeRO-3
     needs every rank in each forward pass.
     """
-    import torch
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
+    from lgrpo.evaluation.generate import greedy_completions
+
     state = PartialState()
-    n, world = len(task.eval_prompts), state.num_processes
+    n, world = len(task.held_out), state.num_processes
     mine = eval_shard(n, state.process_index, world)
-    scored: list[tuple[int, float]] = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for i in range(0, len(mine), cfg.eval.batch_size):
-                idx = mine[i : i + cfg.eval.batch_size]
-                prompts = [task.eval_prompts[j] for j in idx]
-                enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
-                    model.device
-                )
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=cfg.eval.max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                )
-                texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-                scored += [(j, score(t, task.eval_answers[j], cfg)) for j, t in zip(idx, texts)]
-    finally:
-        model.train(was_training)
+    problems = [task.held_out[j]["problem"] for j in mine]
+    completions = greedy_completions(
+        model, tokenizer, task.prompt_format, problems, cfg.eval.max_new_tokens, cfg.eval.batch_size
+    )
+    texts = [text for batch in completions for text in batch]
+    scored = [(j, task.check(text, task.held_out[j]).score) for j, text in zip(mine, texts, strict=True)]
     if world > 1:
         scored = gather_object(scored)
     scores = dict(scored).values()  # a padded repeat collapses onto its prompt
@@ -209,6 +131,12 @@ def evaluate(model, tokenizer, task: Task, cfg: TrainConfig) -> float:
 
 # ----------------------------------------------------------------------------------------------------------------
 # supervised warm start
+
+
+def sft_pairs(task: Task, tokenizer) -> list[tuple[str, str]]:
+    """(prompt text, worked solution) of each training row with a solution; empty when the task has none."""
+    fmt = task.prompt_format
+    return [(fmt.text(row["problem"], tokenizer), sol) for row, sol in zip(task.train, task.solutions or [])]
 
 
 def sft(model, tokenizer, task: Task, cfg: TrainConfig, out: Path | None) -> None:
@@ -225,7 +153,7 @@ def sft(model, tokenizer, task: Task, cfg: TrainConfig, out: Path | None) -> Non
             tokenizer(p, add_special_tokens=False)["input_ids"],
             tokenizer(sol, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id],
         )
-        for p, sol in task.sft_pairs
+        for p, sol in sft_pairs(task, tokenizer)
     ]
     model.train()
     with torch.random.fork_rng(devices=[]):
@@ -460,8 +388,6 @@ def _metrics_callback(folder: RunFolder, task: Task, tokenizer, cfg: TrainConfig
             if not state.is_world_process_zero or logs is None or "train_runtime" in logs:
                 return
             line = {"step": state.global_step, **logs}
-            if hasattr(task.reward, "metrics"):
-                line.update(task.reward.metrics())
             if self.pending is not None:
                 line["eval/accuracy"] = self.pending
                 self.pending = None
@@ -536,10 +462,10 @@ def train(
     transformers.set_seed(cfg.seed)
     transformers.logging.set_verbosity_error()
 
-    model, tokenizer = build_model(cfg)
+    task = build_task(cfg)
+    model, tokenizer = build_model(cfg, task)
     check_lora_targets(cfg, model)  # PEFT would only tell when the trainer is built, after the warm start
-    task = build_task(cfg, tokenizer)
-    if task.sft_pairs and cfg.sft.steps > 0:
+    if task.solutions and cfg.sft.steps > 0:
         if reuse_sft:
             if folder.main:
                 print(f"warm start: reusing {sft_path}", file=sys.stderr)
@@ -579,11 +505,12 @@ def train(
     from lgrpo.engines.trl import LambdaGRPOTrainer
 
     eval_log: dict[int, float] = {}
+    grpo_args.reward_weights = task.reward_weights
     trainer = LambdaGRPOTrainer(
         model=model,
-        reward_funcs=[task.reward],
+        reward_funcs=task.reward_funcs,
         args=grpo_args,
-        train_dataset=Dataset.from_list(task.train_rows),
+        train_dataset=Dataset.from_list(task.train_rows()),
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
         callbacks=[_metrics_callback(folder, task, tokenizer, cfg, eval_log)],
@@ -616,7 +543,7 @@ def train(
         "seed": cfg.seed,
         "steps": cfg.rl.max_steps,
         "reward_last10pct": sum(tail) / len(tail) if tail else math.nan,
-        "eval_size": len(task.eval_prompts),
+        "eval_size": len(task.held_out),
         "resumed_from_step": done if ckpt is not None else None,
         "threads": threads,
         "processes": state.num_processes,

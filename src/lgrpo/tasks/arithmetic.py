@@ -8,7 +8,8 @@ applies unchanged::
     solution:   "37+45=82\\n82+18=100\\n\\boxed{100}"
     answer:     "100"
 
-Solutions warm-start a tiny model by supervised fine-tuning; the reward is exact match of the boxed answer.
+Solutions warm-start a tiny model by supervised fine-tuning; the reward is exact match of the boxed answer
+(:func:`lgrpo.tasks.task.exact_check`) or math-verify.
 Train and held-out problems come from disjoint random streams and never overlap.
 """
 
@@ -78,30 +79,3 @@ def splits(
     held_out = generate(n_eval, n_terms, digits, seed=10_000 + seed)
     train = generate(n_train, n_terms, digits, seed=seed, exclude={p.prompt for p in held_out})
     return train, held_out
-
-
-def exact_answer(completion: str) -> str | None:
-    """The first boxed answer of a completion (``\\boxed{…}`` or a bare ``\\boxed 5``), stripped; None when none."""
-    from lgrpo.tasks.math_answers import extract_boxed
-
-    boxed = extract_boxed(completion)
-    return None if boxed is None else boxed.strip()
-
-
-class ExactAnswerReward:
-    """TRL reward function: 1.0 when the completion's first boxed answer equals the gold ``answer`` exactly, else 0.
-
-    Exact string match is the right check for integer sums (and costs nothing); math-verify is for free-form math.
-    """
-
-    __name__ = "exact_answer"  # TRL names reward metrics after the function
-
-    def __call__(self, prompts: list, completions: list, answer: list[str], **kwargs) -> list[float]:
-        return [float(exact_answer(_text(c)) == a) for c, a in zip(completions, answer)]
-
-
-def _text(completion) -> str:
-    # Conversational completions arrive as [{"role": "assistant", "content": ...}].
-    if isinstance(completion, list):
-        return "".join(m.get("content", "") for m in completion)
-    return completion

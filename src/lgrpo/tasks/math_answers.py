@@ -502,35 +502,21 @@ def log_verdicts(verdicts: Sequence[Verdict], log_metric: Any | None) -> None:
     log_metric("reward/verify_errors", sum(t.startswith("error") for t in tags) / n)
 
 
-class MathReward:
-    """TRL reward function: 1.0 when the completion's boxed answer equals the ``answer`` column, else 0.0; NaN when
-    that gold answer cannot be scored (TRL and lgrpo leave NaN rewards out of the group statistics).
+from lgrpo.tasks.task import AnswerReward  # noqa: E402
 
-    Logs the shares of unscorable golds, missing answers, time-outs and errors with :func:`log_verdicts`.
+
+class MathReward(AnswerReward):
+    """TRL reward function: 1.0 when the completion's boxed answer equals the ``answer`` column by math-verify
+    (:func:`verify`), else 0.0; NaN when that gold answer cannot be scored (TRL and lgrpo leave NaN rewards out of
+    the group statistics). Logs the shares of unscorable golds, missing answers, time-outs and errors
+    (:func:`log_verdicts`).
     """
-
-    __name__ = "math_reward"
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
         self.timeout = timeout
-
-    def check(self, completion: Any, gold: str) -> Verdict:
-        """The verdict on one completion (text or TRL chat messages)."""
-        return verify(_completion_text(completion), gold, timeout=self.timeout)
-
-    def __call__(
-        self,
-        prompts: Sequence[Any] | None,
-        completions: Sequence[Any],
-        answer: Sequence[str],
-        log_metric: Any | None = None,
-        **kwargs: Any,
-    ) -> list[float]:
-        verdicts = [self.check(c, gold) for c, gold in zip(completions, answer, strict=True)]
-        log_verdicts(verdicts, log_metric)
-        return [v.score for v in verdicts]
+        super().__init__(lambda completion, gold: verify(completion, gold, timeout=timeout), "math_reward")
 
 
 # token ids whose text contains "}", per tokenizer: decoding a whole vocabulary once per generate call adds up

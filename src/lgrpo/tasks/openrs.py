@@ -8,7 +8,6 @@ reachable; otherwise a ``LoadError`` (a ``RuntimeError``) names the dataset id a
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 from lgrpo.models import LoadError, hub_reachable
@@ -16,7 +15,9 @@ from lgrpo.models import LoadError, hub_reachable
 HUB_ID = "knoveleng/open-rs"
 
 
-def _rows_from_path(path: str) -> list[dict]:
+def rows_from_path(path: str) -> list[dict]:
+    """The rows of a ``.jsonl``/``.json``/``.parquet`` file, a folder of them, or a folder saved by ``datasets``
+    (its ``train`` split when it holds several); :class:`LoadError` naming ``data.path`` otherwise."""
     from datasets import load_dataset, load_from_disk
 
     p = Path(path)
@@ -70,7 +71,9 @@ def load_openrs(
     path: str | None = None, hub_id: str = HUB_ID, eval_size: int = 100, seed: int = 0
 ) -> tuple[list[dict], list[dict]]:
     """(train, held-out) rows ``{"problem", "answer"}``; the held-out rows are a seeded random sample."""
-    rows = _rows_from_path(path) if path else _rows_from_hub(hub_id)
+    from lgrpo.tasks.task import split_held_out
+
+    rows = rows_from_path(path) if path else _rows_from_hub(hub_id)
     source = f"data.path={path!r}" if path else f"dataset {hub_id!r}"
     if not rows or "problem" not in rows[0] or not ({"solution", "answer"} & set(rows[0])):
         raise LoadError(f"{source}: expected rows with fields 'problem' and 'solution' (or 'answer')")
@@ -82,9 +85,4 @@ def load_openrs(
         if r.get("problem") is None or answer is None:
             raise LoadError(f"{source}: row {i} lacks 'problem' or both 'solution' and 'answer'")
         items.append({"problem": r["problem"], "answer": str(answer)})
-    if eval_size >= len(items):
-        raise LoadError(f"{source} has {len(items)} rows; data.eval_size={eval_size} leaves none to train on")
-    order = list(range(len(items)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:eval_size])
-    return [items[i] for i in order if i not in held], [items[i] for i in order[:eval_size]]
+    return split_held_out(items, eval_size, seed, source)

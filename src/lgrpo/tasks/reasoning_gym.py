@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from lgrpo.tasks.math_answers import SYSTEM_PROMPT, _completion_text, extract_boxed
+from lgrpo.tasks.math_answers import SYSTEM_PROMPT, Verdict, _completion_text, extract_boxed
 
 _ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
@@ -33,7 +33,9 @@ class ReasoningGymReward:
     """TRL reward function: the reasoning-gym dataset's ``score_answer`` on each completion's answer.
 
     Finds the problem from the ``rg_index`` column (TRL passes dataset columns as keyword arguments), or from an
-    ``entry`` column when there is one. A scorer that raises scores 0 and is counted in ``reward/score_errors``.
+    ``entry`` column when there is one. A completion without an answer scores 0 (not sent to the scorer); a scorer
+    that raises scores 0. Through TRL's ``log_metric`` it logs the shares ``reward/no_answer`` and
+    ``reward/score_errors`` of each generation batch; :meth:`metrics` gives the running count of scorer errors.
     """
 
     def __init__(self, dataset: Any, name: str) -> None:
@@ -41,31 +43,46 @@ class ReasoningGymReward:
         self.__name__ = f"reasoning_gym_{name}"
         self.errors = 0
 
+    def check(self, completion: str, rg_index: int | None = None, entry: dict | None = None) -> Verdict:
+        """The verdict on one completion (text) for the problem ``rg_index`` (or the given ``entry``)."""
+        item = entry if entry is not None else self.dataset[int(rg_index)]  # type: ignore[arg-type]
+        answer = extract_answer(completion)
+        if answer is None:
+            return Verdict(0.0, "no_answer")
+        try:
+            return Verdict(float(self.dataset.score_answer(answer=answer, entry=item)), None)
+        except Exception as exc:  # a scorer's bug must not stop a run
+            self.errors += 1
+            return Verdict(0.0, f"error: {type(exc).__name__}")
+
     def __call__(
         self,
         prompts: Sequence[Any] | None,
         completions: Sequence[Any],
         rg_index: Sequence[int] | None = None,
         entry: Sequence[dict] | None = None,
+        log_metric: Any | None = None,
         **kwargs: Any,
     ) -> list[float]:
         if rg_index is None and entry is None:
             raise ValueError(
                 "ReasoningGymReward needs the `rg_index` (or `entry`) column of the dataset rows"
             )
-        rewards = []
-        for i, completion in enumerate(completions):
-            item = entry[i] if entry is not None else self.dataset[int(rg_index[i])]  # type: ignore[index]
-            answer = extract_answer(_completion_text(completion))
-            try:
-                score = (
-                    float(self.dataset.score_answer(answer=answer, entry=item)) if answer is not None else 0.0
-                )
-            except Exception:  # a scorer's bug must not stop a run
-                self.errors += 1
-                score = 0.0
-            rewards.append(score)
-        return rewards
+        verdicts = [
+            self.check(
+                _completion_text(c),
+                rg_index=None if rg_index is None else rg_index[i],
+                entry=None if entry is None else entry[i],
+            )
+            for i, c in enumerate(completions)
+        ]
+        if log_metric is not None and verdicts:
+            log_metric("reward/no_answer", sum(v.tag == "no_answer" for v in verdicts) / len(verdicts))
+            log_metric(
+                "reward/score_errors",
+                sum((v.tag or "").startswith("error") for v in verdicts) / len(verdicts),
+            )
+        return [v.score for v in verdicts]
 
     def metrics(self) -> dict[str, float]:
         return {"reward/score_errors": self.errors}
