@@ -55,9 +55,13 @@ def test_paper_config_builds_the_right_grpo_config(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["qwen1.5b-beta0.yaml", "llama1b-beta0.04.yaml"])
 def test_paper_config_fails_offline_naming_the_model(name, tmp_path, monkeypatch):
+    import json
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model_id, _ = CASES[name]
-    cfg = load_config(PAPER / name)
+    data = tmp_path / "openrs.jsonl"  # the task loads first (its errors come before any model is fetched)
+    data.write_text("".join(json.dumps({"problem": f"p{i}", "answer": str(i)}) + "\n" for i in range(120)))
+    cfg = load_config(PAPER / name, [f"data.path={data}"])
     t0 = time.time()
     with pytest.raises(RuntimeError) as err:
         train_mod.train(cfg, tmp_path / "run")

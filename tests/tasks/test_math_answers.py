@@ -304,3 +304,10 @@ def test_stopping_criteria_in_generate(tokenizer):
     texts = tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
     assert texts == ["ok \\boxed{2}", "\\boxed{{x}}"]
     assert out.shape[1] - prompt_len == len("ok \\boxed{2}")  # the batch stopped once both boxes closed
+
+
+def test_a_worked_solution_as_the_gold_is_read_at_its_last_box():
+    # OpenRS rows without an `answer` give their `solution`: prose around a boxed answer is not a prose gold
+    solution = "First we halve the whole, so the share is one half: \\boxed{\\frac{1}{2}}."
+    assert gold_problem(solution) is None
+    assert verify("\\boxed{0.5}", solution).score == 1.0

@@ -171,8 +171,19 @@ _COMMAND_RE = re.compile(r"\\[A-Za-z]+")
 _WORD_RE = re.compile(r"[A-Za-z]{3,}")
 
 
+def _last_box(text: str) -> str | None:
+    """Content of the last closed box of ``text`` (what math-verify reads from a gold solution), or None."""
+    content = None
+    for match in _BOX_COMMAND_RE.finditer(text):
+        span = _first_box_span(text[match.start() :])
+        if span is not None:
+            content = text[match.start() :][span[1] : span[2]]
+    return content
+
+
 def _prose_word(gold: str) -> str | None:
-    bare = _COMMAND_RE.sub(" ", _TEXT_GROUP_RE.sub(" ", normalize_upright(gold)))
+    box = _last_box(gold)  # a worked solution as the gold: only its (last) boxed answer is read
+    bare = _COMMAND_RE.sub(" ", _TEXT_GROUP_RE.sub(" ", normalize_upright(gold if box is None else box)))
     match = _WORD_RE.search(bare)
     return None if match is None else match.group(0)
 
