@@ -391,8 +391,8 @@ def test_two_processes_write_one_consistent_run_folder(tmp_path, tiny):
     # the sharded, gathered accuracy against one process over all 7 prompts, before RL and after the last step
     for weights, step in ((out / rf.SFT_DIR, 0), (out / rf.CKPT_DIR / "checkpoint-2", 2)):
         model, tok = train_mod.load_sft(weights, cfg)
-        task = train_mod.build_task(cfg, tok)
-        assert len(task.eval_prompts) == 7
+        task = train_mod.build_task(cfg)
+        assert len(task.held_out) == 7
         assert train_mod.evaluate(model, tok, task, cfg) == lines[step]["eval/accuracy"]
 
 

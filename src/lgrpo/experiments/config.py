@@ -67,7 +67,7 @@ class DataConfig:
 
 @dataclass
 class SFTConfig:
-    """Supervised warm start on the task's worked solutions (arithmetic only). ``steps: 0`` skips it."""
+    """Supervised warm start on the task's worked solutions (arithmetic; file with gsm8k answers). ``steps: 0`` skips it."""
 
     steps: int = 250
     batch_size: int = 64
