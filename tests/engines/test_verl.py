@@ -65,13 +65,21 @@ def test_other_verl_versions_are_not_patched(monkeypatch, caplog):
 # a batch with shared prefixes
 
 
-def _batch(seed: int = 0, holes: bool = True):
-    """Three groups (uids interleaved) whose responses share prefixes; lengths vary, one response is empty."""
+def _batch(seed: int = 0, holes: bool = True, random_shape: bool = False):
+    """Three groups (uids interleaved) whose responses share prefixes; lengths vary, one response is empty.
+
+    ``random_shape`` draws the lengths and shared-prefix lengths from ``seed`` too (else a fixed layout).
+    """
     g = torch.Generator().manual_seed(seed)
-    trunk = torch.randint(3, 50, (12,), generator=g)
+    trunk = torch.randint(3, 50, (16,), generator=g)
+    lengths_, shared_ = [9, 9, 5, 12, 7, 0, 11, 6, 10, 3], [6, 6, 3, 8, 0, 0, 2, 11, 5, 3]
+    if random_shape:
+        lengths_ = torch.randint(1, 17, (10,), generator=g).tolist()
+        lengths_[5] = 0
+        shared_ = torch.randint(0, 17, (10,), generator=g).tolist()
     rows, uid = [], []
-    for k, length in enumerate([9, 9, 5, 12, 7, 0, 11, 6, 10, 3]):
-        shared = [6, 6, 3, 8, 0, 0, 2, 11, 5, 3][k]
+    for k, length in enumerate(lengths_):
+        shared = shared_[k]
         tail = torch.randint(3, 50, (length,), generator=g)
         row = torch.cat([trunk[:shared], tail])[:length]
         if k % 3 == 1:
@@ -89,6 +97,7 @@ def _batch(seed: int = 0, holes: bool = True):
     if holes:  # tokens the loss leaves out inside a response (e.g. tool output in an agent loop)
         loss_mask[3, 2:4] = False
         loss_mask[6, 5] = False
+        loss_mask &= seq
     scores = torch.randint(0, 2, (B,), generator=g).float()
     scores[:3] = torch.tensor([1.0, 0.0, 1.0])
     logp = -torch.rand(B, T, generator=g) * 2 - 0.1
@@ -199,10 +208,11 @@ def _reference(b, advantages, weights, loss_agg_mode, beta, logp, rows=None):
 # the loss: plug-in on equals λ-weighted policy_loss; off equals verl
 
 
+@pytest.mark.parametrize("random_shape", [False, True])
 @pytest.mark.parametrize("beta", [0.0, 0.04])
 @pytest.mark.parametrize("loss_agg_mode", list(AGGREGATIONS))
-def test_ppo_loss_with_the_plugin_equals_weighted_policy_loss(loss_agg_mode, beta):
-    b = _batch(seed=1)
+def test_ppo_loss_with_the_plugin_equals_weighted_policy_loss(loss_agg_mode, beta, random_shape):
+    b = _batch(seed=1, random_shape=random_shape)
     adv = _grpo_advantages(b)
     w, _ = plugin.lambda_grpo_weights(b.responses, b.lengths, b.uid, power=1.0)
     # the weights are lgrpo's λ weights over whole groups, and not all 1 on this batch
