@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -147,40 +149,92 @@ def test_lambda_grpo_counts_each_process_step_once(seed, beta):
     assert loss.item() == pytest.approx(total / mask.sum().item(), abs=1e-5)
 
 
+def brute_loss(logp, old, ref, adv, mask, group, ids, power, beta, loss_type, max_len) -> float:
+    """The loss from its definition (METHOD.md §1, §6), one token at a time: |λ(i,t)| by comparing prefixes."""
+    B, T = ids.shape
+    per_row, counts = [], []
+    for i in range(B):
+        total, n = 0.0, 0
+        for t in range(T):
+            if not mask[i, t]:
+                continue
+            size = sum(
+                bool(group[j] == group[i] and mask[j, t] and torch.equal(ids[j, : t + 1], ids[i, : t + 1]))
+                for j in range(B)
+            )
+            p = math.exp(float(logp[i, t] - old[i, t]))
+            a = float(adv[i])
+            d = float(ref[i, t] - logp[i, t])
+            term = -min(p * a, min(max(p, 0.8), 1.2) * a) + beta * (math.exp(d) - d - 1)
+            total += term * size ** (-power)
+            n += 1
+        per_row.append(total)
+        counts.append(n)
+    if loss_type == "grpo":
+        return sum(x / max(n, 1) for x, n in zip(per_row, counts)) / B
+    if loss_type == "dr_grpo":
+        return sum(per_row) / (B * max_len)
+    return sum(per_row) / sum(counts)  # bnpo, dapo
+
+
 @pytest.mark.parametrize("loss_type", LOSS_TYPES)
-def test_uniform_weights_and_power_zero_are_plain_grpo(loss_type):
+@pytest.mark.parametrize("power", [0.0, 0.5, 1.0])
+def test_weighted_loss_matches_brute_force(loss_type, power):
+    """``policy_loss`` with ``lambda_weights(power)`` (power 0 = GRPO) against the loss counted from the definition,
+    with clipping active, β > 0 and completions of different lengths."""
     ids, mask, group, rewards = random_groups(5)
     g = torch.Generator().manual_seed(1)
     logp = -torch.rand(ids.shape, generator=g)
     old = logp + 0.3 * torch.randn(ids.shape, generator=g)  # ratios away from 1 so clipping is exercised
     ref = logp + 0.1 * torch.randn(ids.shape, generator=g)
     adv = group_advantages(rewards, group)
-    kw = {"old_logp": old, "ref_logp": ref, "beta": 0.04, "loss_type": loss_type, "max_completion_length": 9}
-    plain = policy_loss(logp, adv, mask, **kw)
-    w0 = policy_loss(logp, adv, mask, weights=lambda_weights(ids, mask, group, power=0.0), **kw)
-    assert torch.allclose(plain, w0)
-    lam = policy_loss(logp, adv, mask, weights=lambda_weights(ids, mask, group), **kw)
-    assert not torch.allclose(plain, lam)
+    w = lambda_weights(ids, mask, group, power=power)
+    got = policy_loss(logp, adv, mask, old_logp=old, ref_logp=ref, beta=0.04, weights=w, loss_type=loss_type,
+                      max_completion_length=9)  # fmt: skip
+    expected = brute_loss(logp, old, ref, adv, mask, group, ids, power, 0.04, loss_type, 9)
+    assert got.item() == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    if power == 0.0:  # GRPO: the same as no weights at all
+        plain = policy_loss(logp, adv, mask, old_logp=old, ref_logp=ref, beta=0.04, loss_type=loss_type,
+                            max_completion_length=9)  # fmt: skip
+        assert plain.item() == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    else:  # the check can tell the weights apart
+        other = brute_loss(logp, old, ref, adv, mask, group, ids, 0.0, 0.04, loss_type, 9)
+        assert abs(other - expected) > 1e-3 * abs(expected)
 
 
-def test_aggregations_by_hand():
+@pytest.mark.parametrize(
+    ("loss_type", "value", "denominators"),
+    [
+        # per-token loss at P = 1, β = 0 is −A·w: row 0 −1, −.5, −.25 (3 tokens); row 1 +2 (1 token)
+        ("grpo", ((-1.75 / 3) + 2) / 2, [[2 * 3] * 3, [2 * 1] * 3]),  # mean over rows of row sum / row length
+        ("bnpo", 0.25 / 4, [[4] * 3, [4] * 3]),  # total / token count
+        ("dapo", 0.25 / 4, [[4] * 3, [4] * 3]),
+        ("dr_grpo", 0.25 / (2 * 5), [[10] * 3, [10] * 3]),  # total / (B · max_completion_length)
+    ],
+)
+def test_weighted_aggregations_by_hand(loss_type, value, denominators):
     logp = torch.zeros(2, 3, requires_grad=True)
     mask = torch.tensor([[1, 1, 1], [1, 0, 0]], dtype=torch.bool)
     adv = torch.tensor([1.0, -2.0])
-    w = torch.tensor([[1.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
-    # per-token loss at P = 1, β = 0: −A·w  -> row 0: −1, −.5, −.5 ; row 1: +2
-    assert policy_loss(logp, adv, mask, weights=w, loss_type="grpo").item() == pytest.approx(
-        ((-2 / 3) + 2) / 2
+    w = torch.tensor([[1.0, 0.5, 0.25], [1.0, 0.0, 0.0]])
+    loss = policy_loss(logp, adv, mask, weights=w, loss_type=loss_type, max_completion_length=5)
+    assert loss.item() == pytest.approx(value)
+    # the gradient flows through P even at μ = 1: d/dlogp of −P·A·w is −A·w, over the loss type's denominator
+    loss.backward()
+    expected = -(adv[:, None] * w) * mask / torch.tensor(denominators, dtype=torch.float32)
+    torch.testing.assert_close(logp.grad, expected)
+
+
+def test_normalizer_overrides_the_denominator():
+    logp = torch.zeros(2, 3)
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]], dtype=torch.bool)
+    adv = torch.tensor([1.0, -2.0])
+    assert policy_loss(logp, adv, mask, loss_type="dapo", normalizer=10).item() == pytest.approx(
+        (-3 + 2) / 10
     )
-    assert policy_loss(logp, adv, mask, weights=w, loss_type="dapo").item() == pytest.approx(0 / 4)
-    assert policy_loss(logp, adv, mask, weights=w, loss_type="bnpo").item() == pytest.approx(0.0)
-    assert policy_loss(logp, adv, mask, weights=w, loss_type="dr_grpo", max_completion_length=5).item() == 0.0
-    no_w = policy_loss(logp, adv, mask, loss_type="dr_grpo", max_completion_length=5)
-    assert no_w.item() == pytest.approx((-3 + 2) / (2 * 5))
-    assert policy_loss(logp, adv, mask, loss_type="dapo", normalizer=10).item() == pytest.approx(-1 / 10)
-    # the gradient flows through P even at μ = 1: d/dlogp of −P·A·w is −A·w
-    policy_loss(logp, adv, mask, weights=w, loss_type="dapo").backward()
-    assert torch.allclose(logp.grad, -(adv[:, None] * w) * mask / 4)
+    assert policy_loss(logp, adv, mask, loss_type="dr_grpo", max_completion_length=5).item() == pytest.approx(
+        (-3 + 2) / (2 * 5)
+    )
 
 
 def test_clipping():

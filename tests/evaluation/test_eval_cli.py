@@ -47,8 +47,10 @@ def test_eval_a_tiny_local_model(tmp_path, data_dir, arch):
     results = json.loads((out / "results.json").read_text())
     assert results["model"] == str(tmp_path / "model")
     assert {n: r["n"] for n, r in results["benchmarks"].items()} == {"math500": 2, "amc23": 2}
-    assert all(0.0 <= r["accuracy"] <= 1.0 for r in results["benchmarks"].values())
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    for p in preds:  # an untrained 6-token model writes no \boxed{...} answer, so none can be right
+        assert "\\boxed" not in p["completion"] and p["correct"] is False, p
+    assert {n: r["accuracy"] for n, r in results["benchmarks"].items()} == {"math500": 0.0, "amc23": 0.0}
     assert [p["id"] for p in preds] == ["math500/0", "math500/1", "amc23/0", "amc23/1"]
     assert all(set(p) >= {"id", "benchmark", "answer", "completion", "correct"} for p in preds)
     assert (out / "results.md").read_text().startswith("| model | MATH-500 | AMC23 | avg |")

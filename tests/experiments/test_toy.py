@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -12,7 +14,7 @@ import torch
 from lgrpo.cli import main
 from lgrpo.experiments import toy
 from lgrpo.objectives import group_advantages, lambda_weights, policy_loss
-from lgrpo.tasks.toy_tree import leaf_index
+from lgrpo.tasks.toy_tree import ToyTree, leaf_index
 
 SHORT = ["--n", "1", "--r-neg", "-1.0", "--seeds", "2", "--steps", "12", "--window", "5", "--workers", "1"]
 
@@ -55,21 +57,81 @@ def test_extra_power_arm_and_seed_target(tmp_path):
     assert cell["grpo"]["sem"] is None  # one seed: no standard error
 
 
-def test_arms_use_lambda_weights_and_differ(monkeypatch):
-    powers = []
+def hand_run(
+    cfg: toy.ToyConfig, n: int, r_neg: float, seed: int, power: float
+) -> tuple[list[int], list[float]]:
+    """One run of the toy written out from METHOD.md §1/§6/§9, a token at a time: ``(hits, target_prob)`` per step.
 
-    def spy(ids, mask, group, power=1.0):
-        powers.append(power)
-        return lambda_weights(ids, mask, group, power)
+    Shares with ``lgrpo toy`` only the policy network, its seeded initialisation and the seed's stream of uniforms
+    (drawn after the initialisation, as ``lgrpo toy`` documents); sampling, rewards, advantages, process-set
+    weights, the clipped loss with its KL term, and the update (torch's Adam) are written here.
+    """
+    g = torch.Generator().manual_seed(seed)
+    policy = toy.BatchedPolicy([g], cfg.hidden)
+    u = torch.rand(cfg.steps, cfg.group_size, 4, generator=g)
+    ref = copy.deepcopy(policy).requires_grad_(False)
+    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+    task = ToyTree(cfg.target_for(seed), n, r_neg)
+    table = task.reward_vector().tolist()
+    target_bits = [(task.target_index >> (3 - t)) & 1 for t in range(4)]
+    k, eps = cfg.group_size, cfg.epsilon
+    hits, probs = [], []
+    for step in range(cfg.steps):
+        logp_all = policy()[0]  # [15, 2]: log P(token | prefix node)
+        node, prob = 0, 1.0
+        for b in target_bits:
+            prob *= math.exp(float(logp_all[node, b]))
+            node = 2 * node + 1 + b
+        probs.append(round(prob, 5))
+        paths = []  # (node, token) of each completion's 4 tokens
+        for i in range(k):
+            node, path = 0, []
+            for t in range(4):
+                token = int(float(u[step, i, t]) < math.exp(float(logp_all[node, 1])))
+                path.append((node, token))
+                node = 2 * node + 1 + token
+            paths.append(path)
+        leaves = [sum(tok << (3 - t) for t, (_, tok) in enumerate(p)) for p in paths]
+        hits.append(sum(leaf == task.target_index for leaf in leaves))
+        r = torch.tensor([table[leaf] for leaf in leaves])
+        adv = ((r - r.mean()) / (r.std() + 1e-4)).tolist()
+        weight = [[sum(paths[j][: t + 1] == paths[i][: t + 1] for j in range(k)) ** (-power) for t in range(4)]
+                  for i in range(k)]  # fmt: skip
+        old = [[float(logp_all[nd, tok]) for nd, tok in p] for p in paths]
+        with torch.no_grad():
+            ref_all = ref()[0]
+        for epoch in range(cfg.mu):
+            if epoch:
+                logp_all = policy()[0]
+            loss = 0.0
+            for i, p in enumerate(paths):
+                for t, (nd, tok) in enumerate(p):
+                    lp = logp_all[nd, tok]
+                    ratio = torch.exp(lp - old[i][t])
+                    term = -torch.minimum(ratio * adv[i], ratio.clamp(1 - eps, 1 + eps) * adv[i])
+                    d = ref_all[nd, tok] - lp
+                    loss = loss + weight[i][t] * (term + cfg.beta * (torch.exp(d) - d - 1))
+            opt.zero_grad()
+            (loss / (k * 4)).backward()
+            opt.step()
+    return hits, probs
 
-    monkeypatch.setattr(toy, "lambda_weights", spy)
-    cfg = toy.ToyConfig(n=[1], r_neg=[-1.0], seeds=2, steps=3, window=1)
-    cell = toy.run_cell(cfg, 1, -1.0)
-    assert sorted(set(powers)) == [0.0, 1.0] and len(powers) == 2 * 3
-    g, lam = cell["arms"]["grpo"], cell["arms"]["lambda"]
-    # same seed: same init and random stream, so step 0 agrees; the first update differs only by the weights
-    assert g["target_prob"][0][0] == lam["target_prob"][0][0]
-    assert g["target_prob"][0][1] != lam["target_prob"][0][1]
+
+@pytest.mark.parametrize(
+    "options", [{}, {"beta": 0.5}, {"mu": 3}, {"r_neg": [-1.5], "power": [0.0, 0.5, 1.0], "first_seed": 3}]
+)
+def test_arms_match_a_run_written_out_by_hand(options):
+    """Each arm's sampled hits and target probability, step by step, equal a hand-written run with its weights;
+    β and μ included. The arms differ from each other, so a wrong weight, sign or term would show."""
+    cfg = toy.ToyConfig(**{"r_neg": [-1.0], "seeds": 1, "steps": 4, "hidden": 16, "lr": 0.05, **options})
+    cell = toy.run_cell(cfg, 1, cfg.r_neg[0])
+    probs = {}
+    for p in cfg.power:
+        hits, probs[p] = hand_run(cfg, 1, cfg.r_neg[0], cfg.first_seed, p)
+        arm = cell["arms"][toy.arm_key(p)]
+        assert arm["hits"][0] == hits, p
+        assert arm["target_prob"][0] == pytest.approx(probs[p], abs=2e-5), p
+    assert max(abs(a - b) for a, b in zip(probs[0.0], probs[1.0])) > 1e-3  # the arms did move apart
 
 
 def test_runs_loss_gives_each_run_its_own_gradient():
@@ -110,7 +172,12 @@ def test_sampling_follows_the_policy():
     # exact leaf probabilities: product of the conditionals along each leaf's path
     exact = torch.tensor([toy.token_logp(logp_all, *_path(leaf)).sum().exp().item() for leaf in range(16)])
     assert exact.sum().item() == pytest.approx(1.0, abs=1e-5)
-    assert torch.allclose(freq, exact.double(), atol=0.01)
+    assert float(exact.min()) < 0.005, (
+        "some leaves should be rare, so that a small-probability error would show"
+    )
+    # every leaf within 5 binomial standard deviations of its exact probability (N = 40000 draws)
+    sd = (exact.double() * (1 - exact.double()) / leaves.numel()).sqrt()
+    assert bool(((freq - exact.double()).abs() <= 5 * sd + 1e-9).all()), (freq, exact)
 
 
 def _path(leaf: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,14 +255,6 @@ def test_seed_results_do_not_depend_on_the_batch():
     big = toy.run_cell(toy.ToyConfig(seeds=3, first_seed=2, power=[0.0, 0.5, 1.0], steps=30), 2, -0.5)
     assert small["arms"]["lambda"]["hits"][0] == big["arms"]["lambda"]["hits"][1]
     assert small["arms"]["lambda"]["target_prob"][0] == big["arms"]["lambda"]["target_prob"][1]
-
-
-def test_beta_and_mu_flags_change_the_update():
-    base = toy.run_cell(toy.ToyConfig(seeds=1, steps=4), 1, -1.0)
-    for cfg in (toy.ToyConfig(seeds=1, steps=4, beta=0.5), toy.ToyConfig(seeds=1, steps=4, mu=3)):
-        other = toy.run_cell(cfg, 1, -1.0)
-        assert other["arms"]["lambda"]["target_prob"][0][0] == base["arms"]["lambda"]["target_prob"][0][0]
-        assert other["arms"]["lambda"]["target_prob"][0][1:] != base["arms"]["lambda"]["target_prob"][0][1:]
 
 
 def test_every_setting_is_a_flag_with_the_dataclass_default():
