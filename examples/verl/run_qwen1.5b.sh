@@ -9,5 +9,5 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 export LGRPO_EXAMPLES="$HERE"
 # the plug-in must load in the driver and in every Ray worker; fail early if this environment cannot load it
-python -c "import verl, lgrpo.engines.verl as p; assert p.install(), 'lgrpo verl plug-in not installed (see log)'"
+python -c "import lgrpo.engines.verl as p; p.check_plugin()"
 exec python -m verl.trainer.main_ppo --config-path="$HERE" --config-name=lambda_grpo_qwen1.5b "$@"

@@ -54,6 +54,18 @@ def test_entry_point_loads_the_plugin_and_patches_verl():
     assert losses.ppo_loss.__wrapped__ is not losses.ppo_loss
 
 
+def test_check_plugin_names_what_would_keep_verl_from_loading_it(monkeypatch):
+    plugin.check_plugin()  # this environment: registered, allowed, verl 0.9.1
+    monkeypatch.setenv("VERL_USE_EXTERNAL_PLUGINS", "none")
+    with pytest.raises(RuntimeError, match="VERL_USE_EXTERNAL_PLUGINS"):
+        plugin.check_plugin()
+    monkeypatch.setenv("VERL_USE_EXTERNAL_PLUGINS", "other_plugin")
+    with pytest.raises(RuntimeError, match="VERL_USE_EXTERNAL_PLUGINS"):
+        plugin.check_plugin()
+    monkeypatch.setenv("VERL_USE_EXTERNAL_PLUGINS", "other_plugin,lgrpo")
+    plugin.check_plugin()
+
+
 def test_other_verl_versions_are_not_patched(monkeypatch, caplog):
     monkeypatch.setattr(plugin.importlib.metadata, "version", lambda name: "0.9.2")
     with caplog.at_level(logging.WARNING, logger="lgrpo.engines.verl"):

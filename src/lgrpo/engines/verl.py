@@ -42,6 +42,7 @@ import importlib.machinery
 import importlib.metadata
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ __all__ = [
     "SUPPORTED_ADV_ESTIMATORS",
     "VERL_VERSION",
     "LambdaGRPOSettings",
+    "check_plugin",
     "install",
     "lambda_grpo_weights",
     "patched_modules",
@@ -408,6 +410,27 @@ def _apply(name: str, module: ModuleType) -> None:
 def patched_modules() -> list[str]:
     """Names of the verl modules patched so far in this process."""
     return list(_patched)
+
+
+def check_plugin() -> None:
+    """Raise ``RuntimeError`` unless ``import verl`` will load and apply this plug-in in this environment.
+
+    verl swallows a plug-in's import errors (debug log only), so a launch script calls this first: it checks the
+    ``verl.plugins`` entry point, ``VERL_USE_EXTERNAL_PLUGINS`` and the verl version.
+    """
+    names = {ep.name for ep in importlib.metadata.entry_points(group="verl.plugins") if ep.value == __name__}
+    if not names:
+        raise RuntimeError(
+            f"no verl.plugins entry point loads {__name__}: reinstall lgrpo (pip install 'lgrpo[verl]')"
+        )
+    policy = os.getenv("VERL_USE_EXTERNAL_PLUGINS", "auto").strip().lower()
+    allowed = {n.strip() for n in policy.split(",") if n.strip()}
+    if policy == "none" or (policy != "auto" and not names & allowed):
+        raise RuntimeError(
+            f"VERL_USE_EXTERNAL_PLUGINS={policy!r} keeps verl from loading lgrpo's plug-in {sorted(names)}"
+        )
+    if not install():
+        raise RuntimeError(f"lgrpo's verl plug-in needs verl=={VERL_VERSION} (see the warning above)")
 
 
 def install() -> bool:
