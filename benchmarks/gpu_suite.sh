@@ -30,8 +30,12 @@ print("device", torch.cuda.get_device_name(0))
 EOF
 
 echo "== 1. CUDA tests"
-timeout 180 $PY -m pytest -q -x -p no:cacheprovider -k "cuda or flex" \
-    tests/test_process.py tests/test_objectives.py tests/test_packing.py || status=1
+if $PY -c "import pytest" 2>/dev/null; then
+    timeout 240 $PY -m pytest -q -x -p no:cacheprovider -k "cuda or flex" \
+        tests/test_process.py tests/test_objectives.py tests/test_packing.py || status=1
+else
+    echo "pytest is not installed in this image: CUDA tests NOT run (carry a pytest wheel to run them)"; status=1
+fi
 
 echo "== 2. process sets: GPU vs CPU"
 timeout 60 $PY - <<'EOF' || status=1

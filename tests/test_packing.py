@@ -217,6 +217,11 @@ def test_pair_cost_splits_large_groups():
     pid, pm, cid, cm = make_batch([[5, 6]] * 8, shared)
     assert pack_groups(pid, pm, cid, cm, pair_cost=0.001).input_ids.shape == (1, 2 + 30 + 8)
     check_layout([[5, 6]] * 8, distinct, pair_cost=0.02)
+    # S = 70: capacities 35 (pairs of completions), then 17.5 is below one prompt + completion (20); the cut at
+    # exactly one completion per tree is still tried, and is the cheapest
+    distinct = [[(i * 11 + t) % 60 + 1 for t in range(10)] for i in range(6)]
+    pid, pm, cid, cm = make_batch([list(range(1, 11))] * 6, distinct)
+    assert pack_groups(pid, pm, cid, cm, pair_cost=1.0).input_ids.shape == (6, 20)
 
 
 def test_pack_groups_rejects_bad_input():

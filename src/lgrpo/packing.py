@@ -150,8 +150,8 @@ def _split_groups(
     most of its sharing) where that lowers ``tokens + pair_cost · tokens²`` summed over the trees.
 
     A dense attention row pays for every (query, key) pair, masked or not; a large group in one row can cost more
-    than its shared tokens save. Candidate runs: the greedy cut at capacities ``S, S/2, S/4, …`` (``S`` the group's
-    packed size). A loop over groups and their rows (not tokens).
+    than its shared tokens save. Candidate runs: the greedy cut at capacities ``S, S/2, S/4, …`` and at the longest
+    prompt + completion (``S`` the group's packed size). A loop over groups and their rows (not tokens).
     """
     rows = blocks.rows.tolist()
     news, plens, clens = new.tolist(), plen.tolist(), clen.tolist()
@@ -165,8 +165,11 @@ def _split_groups(
         S = P + sum(nw for _, nw in members)
         floor = P + max(clens[r] for r, _ in members)
         best, best_cost = None, S + pair_cost * S * S
-        cap = S / 2
-        while cap >= floor:
+        caps, cap = [], S / 2
+        while cap > floor:
+            caps.append(cap)
+            cap /= 2
+        for cap in [*caps, floor]:  # down to one completion per tree (the padded batch)
             sizes, cuts, cur = [], [], P
             for i, (r, nw) in enumerate(members):
                 if i and cur + nw > cap:  # start a new tree here: it needs the whole completion
@@ -179,7 +182,6 @@ def _split_groups(
             cost = sum(x + pair_cost * x * x for x in sizes)
             if cost < best_cost:
                 best, best_cost = cuts, cost
-            cap /= 2
         if best:
             for c, begin in enumerate(best):
                 end = best[c + 1] if c + 1 < len(best) else len(members)
