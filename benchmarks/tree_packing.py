@@ -150,6 +150,10 @@ def synthetic(args: argparse.Namespace) -> None:
 
         path = fetch_smollm2()
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        # dequantised to float32 on load: drop the quantizer marks that make Trainer refuse to train it
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.hf_quantizer, model.is_quantized, model.quantization_method = None, False, None
         args.model_size = "SmolLM2-135M"
     else:
         model = build_model(tok, args.model_size, max_len, seed=0)
