@@ -205,30 +205,37 @@ def _gold_problem_in_process(gold: str) -> str | None:
 
 
 def _is_exact(x: Any) -> bool:
-    """Whether a parsed answer is an exact number: no decimals, no free symbols (rationals, powers, roots, π, e…)."""
+    """Whether a parsed answer is exact: an expression without decimals (integers, fractions, powers, roots, π, e,
+    factorials, and expressions in variables built from them)."""
     import sympy
 
-    return isinstance(x, sympy.Expr) and not x.free_symbols and not x.has(sympy.Float) and bool(x.is_number)
+    return isinstance(x, sympy.Expr) and not x.has(sympy.Float)
 
 
 def _exactly_equal(a: Any, b: Any) -> bool:
-    """Equality of two exact numbers, decided by exact arithmetic (math-verify compares them after rounding to 15
-    digits *absolutely*, so ``2^{-99}`` equals ``2^{-98}`` there)."""
+    """Equality of two exact expressions, decided by exact arithmetic: the simplified difference is zero.
+
+    math-verify compares them numerically, rounding the difference to 15 digits *absolutely*, so ``2^{-99}`` equalled
+    ``2^{-98}`` there, and ``x = 2^{-99}`` equalled ``x = 2^{-98}``.
+    """
     import sympy
 
     diff = sympy.simplify(a.doit() - b.doit())
     if diff.is_zero is not None:
         return bool(diff.is_zero)
-    # simplify could not decide: equal when they agree to 60 significant digits (relative, never absolute)
+    if diff.free_symbols:
+        return False  # not identically zero as far as sympy can tell (math-verify's symbolic check agrees)
+    # a number simplify could not decide: equal when they agree to 60 significant digits (relative, never absolute)
     scale = max(abs(sympy.N(a, 80)), abs(sympy.N(b, 80)))
     return bool(abs(sympy.N(diff, 80)) <= scale * sympy.Float(10) ** -60)
 
 
 def _install_exact_comparison() -> None:
-    """Route math-verify's numeric comparison of two exact numbers to :func:`_exactly_equal`.
+    """Route math-verify's numeric comparison of two exact expressions to :func:`_exactly_equal`.
 
-    math-verify calls ``grader.sympy_numeric_eq`` for every pair of numbers it compares, also inside tuples, sets,
-    intervals and equations; decimals keep math-verify's documented rounding (``1/3`` equals ``0.333333``).
+    math-verify calls ``grader.sympy_numeric_eq`` for every pair of expressions it compares numerically, also inside
+    tuples, sets, intervals and equations; a decimal on either side keeps math-verify's documented rounding (``1/3``
+    equals ``0.333333``).
     """
     from math_verify import grader
 
@@ -466,9 +473,9 @@ def verify(completion: str, gold: str, timeout: float = DEFAULT_TIMEOUT_S) -> Ve
     The two sides are not interchangeable: ``gold`` is the reference (math-verify's ``gold``), the completion's box
     the prediction (its ``target``). math-verify's comparison is asymmetric — a gold inequality ``1 < x < 2``
     accepts the interval ``(1, 2)`` as an answer, but a gold interval does not accept an inequality — and only the
-    gold is checked for being scorable. Exact numbers on both sides (integers, fractions, powers, roots, factorials,
-    π, e, i) are compared exactly; a decimal on either side keeps math-verify's rounding to 6 places (``1/3`` equals
-    ``0.333333``). ``timeout`` bounds each call to math-verify in seconds (the worker is killed past it). Never
+    gold is checked for being scorable. Two answers without decimals (integers, fractions, powers, roots, factorials,
+    π, e, i, and expressions in variables) are compared exactly; a decimal on either side keeps math-verify's rounding
+    to 6 places (``1/3`` equals ``0.333333``). ``timeout`` bounds each call to math-verify in seconds (the worker is killed past it). Never
     raises; safe to call from any thread.
     """
     try:
