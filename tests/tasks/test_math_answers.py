@@ -66,12 +66,38 @@ def test_extract_boxed(text, expected):
     assert boxed_closed(text) == (expected is not None)
 
 
-@pytest.mark.parametrize("text", ["\\boxed{}", "so \\boxed{ } and \\boxed{3}", "\\fbox{}"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\\boxed{}",
+        "so \\boxed{ } and \\boxed{3}",
+        "\\fbox{}",
+        "\\boxed{\\,}",
+        "\\boxed{\\quad}",
+        "\\boxed{~\\; }",
+        "\\boxed{\\text{}}",
+        "\\boxed{\\text{ }}",
+        "\\boxed{{}}",
+        "\\boxed{{ }{}}",
+    ],
+)
 def test_an_empty_box_is_no_answer(text):
     # the box has closed (generation stops there) but it holds no answer; later boxes do not count
     assert boxed_closed(text)
     assert extract_boxed(text) is None
     assert verify(text, "0") == (0.0, "no_answer")
+
+
+@pytest.mark.parametrize(
+    ("text", "content"),
+    [
+        ("\\boxed{\\{\\}}", "\\{\\}"),
+        ("\\boxed{\\quadrilateral}", "\\quadrilateral"),
+        ("\\boxed{\\text{x}}", "\\text{x}"),
+    ],
+)
+def test_a_box_that_looks_blank_but_is_not(text, content):
+    assert extract_boxed(text) == content  # the empty set \{\} is an answer
 
 
 def test_a_bare_box_at_the_end_of_a_text():

@@ -37,6 +37,12 @@ _BOX_COMMAND_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])\s*")
 _BARE_ARG_RE = re.compile(r"\\[A-Za-z]+|[^\s$\\{}]+")
 
 
+# what a blank box holds: white space, spacing commands (\, \; \: \! \  \quad \qquad ~) and empty groups
+_BLANK_RE = re.compile(
+    r"(?:\s|~|\\[,;:! ]|\\q?quad(?![A-Za-z])|\\(?:text|mathrm|textrm|mbox|hbox)\s*\{\s*\}|\{|\})*"
+)
+
+
 def _first_box_span(text: str, final: bool = True) -> tuple[int, int, int, int] | None:
     """(start of ``\\boxed``, start and end of its content, end of the box) of the first box, if it has closed.
 
@@ -77,14 +83,15 @@ def _first_box_span(text: str, final: bool = True) -> tuple[int, int, int, int] 
 
 
 def extract_boxed(text: str) -> str | None:
-    """Content of the first complete box of a finished text, or None when there is none or it is empty.
+    """Content of the first complete box of a finished text, or None when there is none or it is blank.
 
     ``\\boxed{...}`` (braces balanced), ``\\boxed {...}``, ``\\fbox{...}``, and a box without braces such as
-    ``\\boxed 5`` (content ``5``).
+    ``\\boxed 5`` (content ``5``). A blank box (``\\boxed{}``, ``\\boxed{ }``, ``\\boxed{\\,}``, ``\\boxed{\\text{}}``,
+    ``\\boxed{{}}``: nothing but white space, LaTeX spacing and empty groups) gives no answer.
     """
     span = _first_box_span(text)
     content = None if span is None else text[span[1] : span[2]].strip()
-    return content or None  # an empty box, ``\\boxed{}``, gives no answer
+    return None if content is None or _BLANK_RE.fullmatch(content) else content
 
 
 def boxed_closed(text: str) -> bool:
