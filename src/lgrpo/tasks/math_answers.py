@@ -117,14 +117,16 @@ _UPRIGHT_LETTER_RE = re.compile(
     r"\\(?:mathrm|textrm|mathup|operatorname|text|rm)\s*\{\s*([eid])\s*\}|\{\s*\\rm\s+([eid])\s*\}"
 )
 # operator names that LaTeX (and so latex2sympy) also spells as a command of their own
-_KNOWN_OPERATORS = [
+_KNOWN_OPERATORS = [  # each checked to parse as a command (``\\coth`` does not: it reads as cot·h, so it is left out)
     "arcsin",
     "arccos",
     "arctan",
+    "arccot",
+    "arcsec",
+    "arccsc",
     "sinh",
     "cosh",
     "tanh",
-    "coth",
     "sin",
     "cos",
     "tan",
@@ -133,15 +135,11 @@ _KNOWN_OPERATORS = [
     "csc",
     "log",
     "ln",
-    "lg",
     "exp",
-    "det",
     "gcd",
     "lcm",
     "max",
     "min",
-    "deg",
-    "arg",
 ]
 _UPRIGHT_OPERATOR_RE = re.compile(
     r"\\(?:operatorname|mathrm|textrm|mathup)\s*\{\s*(" + "|".join(_KNOWN_OPERATORS) + r")\s*\}"
