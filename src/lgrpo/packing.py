@@ -216,8 +216,8 @@ def pack_groups(
             (dense attention computes every pair of a row). ``None``/0: every group is one tree.
         pad_id: token id of the padding columns.
 
-    Returns a :class:`PackedBatch`. Cost: :func:`lgrpo.process.process_blocks` plus ``O(B·T + G·K²)``; a Python
-    loop over groups (not tokens) assigns them to rows.
+    Returns a :class:`PackedBatch`. Cost: :func:`lgrpo.process.process_blocks` (twice when groups are split) plus
+    ``O(B·T + G·K²)``; Python loops over groups and rows (never tokens) split groups and assign them to rows.
 
     Raises ``ValueError`` naming the argument on bad shapes or masks, or when a row with completion tokens has an
     empty prompt (its first token would have no context).
@@ -249,7 +249,7 @@ def pack_groups(
     _, group = torch.unique(key, dim=0, return_inverse=True)
     group = group.reshape(B)
     blocks, start, new = _slots(completion_ids, cmask, clen, group)
-    if pair_cost:
+    if pair_cost and B:
         group = _split_groups(blocks, new, plen, clen, group, float(pair_cost))
         if int(group.max()) + 1 > blocks.num_groups:
             blocks, start, new = _slots(completion_ids, cmask, clen, group)
@@ -286,10 +286,8 @@ def pack_groups(
     node_end = base[g, last] + new[g, last]  # one past its subtree
 
     # assign whole groups to rows (first-fit decreasing over groups, not tokens)
-    rep = torch.full((G,), B, dtype=torch.long, device=device)
-    rep = rep.scatter_reduce(
-        0, group, torch.arange(B, device=device), reduce="amin"
-    )  # first row of each group
+    rep = torch.full((G,), B, dtype=torch.long, device=device)  # the first row of each group holds its prompt
+    rep = rep.scatter_reduce(0, group, torch.arange(B, device=device), reduce="amin")
     gplen = plen[rep]
     size = (gplen + unique).tolist()
     capacity = max(max(size, default=1), int(row_tokens or 0), 1)
