@@ -177,28 +177,32 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+_DTYPES = ("float32", "bfloat16", "float16", "auto")
+
+
+def _torch_dtype(dtype: str):
+    import torch
+
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype: expected one of {_DTYPES}, got {dtype!r}")
+    return "auto" if dtype == "auto" else getattr(torch, dtype)
+
+
 def load_pretrained(
-    name_or_path: str, dtype: str = "auto"
+    name_or_path: str, dtype: str = "auto", what: str = "model.name_or_path"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A causal LM and its tokenizer from a local directory, the local HF cache, or (when reachable) the Hub.
 
-    Raises :class:`LoadError` naming what it tried to load and how to give a local copy when nothing works.
+    ``what`` names the argument in error messages (``model.name_or_path``, ``--model``). Raises :class:`LoadError`
+    naming what it tried to load and how to give a local copy when nothing works.
     """
-    import os
-
-    import torch
     from transformers import AutoModelForCausalLM
 
-    torch_dtype = {
-        "auto": "auto",
-        "float32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "float16": torch.float16,
-    }[dtype]
+    torch_dtype = _torch_dtype(dtype)
     how = (
-        f"model.name_or_path={name_or_path!r} is neither a local directory nor in the local Hugging Face cache, "
+        f"{what}={name_or_path!r} is neither a local directory nor in the local Hugging Face cache, "
         "and the Hub cannot be reached. Download it where you have network (e.g. `huggingface-cli download "
-        f"{name_or_path} --local-dir /path/to/model`) and pass `model.name_or_path=/path/to/model`."
+        f"{name_or_path} --local-dir /path/to/model`) and pass {what}=/path/to/model (a folder or a .gguf file)."
     )
 
     def _load(local_only: bool):
@@ -212,9 +216,11 @@ def load_pretrained(
         try:
             return _load(True)
         except (OSError, ValueError) as e:
-            raise LoadError(
-                f"could not load model.name_or_path={name_or_path!r} (a local directory): {e}"
-            ) from e
+            raise LoadError(f"could not load {what}={name_or_path!r} (a local directory): {e}") from e
+    if os.path.exists(name_or_path):
+        raise LoadError(
+            f"{what}={name_or_path!r} is a file but not a .gguf file; give a model folder, a .gguf file or a Hub id"
+        )
     try:
         return _load(True)
     except (OSError, ValueError):
@@ -225,3 +231,125 @@ def load_pretrained(
         return _load(False)
     except (OSError, ValueError) as e:
         raise LoadError(f"{how} ({type(e).__name__}: {e})") from e
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# GGUF files: dequantised once into a plain model folder
+
+
+DEQUANTISED_DONE = "lgrpo_dequantised.json"  # written last: marks a dequantised folder complete
+
+
+def dequantised_dir(gguf: str | os.PathLike, dtype: str = "float32") -> Path:
+    """Where :func:`dequantise_gguf` keeps the plain copy of ``gguf``: ``<cache>/dequantised/<stem>-<dtype>-<key>``.
+
+    ``key`` hashes the file's absolute path, size and modification time, so a changed file gets a fresh copy.
+    """
+    import hashlib
+
+    from lgrpo.assets import cache_dir
+
+    path = Path(gguf).expanduser().resolve()
+    st = path.stat()
+    key = hashlib.sha1(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:10]
+    return cache_dir() / "dequantised" / f"{path.stem}-{dtype}-{key}"
+
+
+def dequantise_gguf(
+    gguf: str | os.PathLike, dtype: str = "float32", what: str = "model.name_or_path"
+) -> Path:
+    """A plain transformers model folder (safetensors in ``dtype`` + tokenizer) holding the weights of ``gguf``.
+
+    transformers dequantises a GGUF file on every load (about 30 s for a 135M model) and keeps a GGUF
+    ``quantization_config`` on the model, which makes ``Trainer`` refuse to train it and loses the file name
+    (``config._name_or_path`` is its folder), so TRL could not rebuild the β > 0 reference model and PEFT could not
+    name the base model of an adapter. Writing the dequantised weights once to a folder (:func:`dequantised_dir`,
+    atomically) fixes all three: the model loads from there as an ordinary, trainable checkpoint.
+
+    Raises:
+        LoadError: the file does not exist, is not a GGUF file transformers can read, or ``gguf`` is not installed.
+    """
+    path = Path(gguf).expanduser()
+    if not path.is_file():
+        raise LoadError(
+            f"{what}={str(gguf)!r}: no such .gguf file. Give the path of a local GGUF file; "
+            "SmolLM2-135M-Instruct is fetched by `make smollm2` (python -m lgrpo.assets), which prints its path."
+        )
+    target = dequantised_dir(path, dtype)
+    if (target / DEQUANTISED_DONE).is_file():
+        return target
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is None:
+        raise LoadError(
+            f"{what}={str(gguf)!r}: loading a .gguf file needs the gguf package (pip install gguf)"
+        )
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=_torch_dtype(dtype)
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise LoadError(
+            f"could not read {what}={str(gguf)!r} as a GGUF model: {type(e).__name__}: {e}"
+        ) from e
+    # the weights are plain tensors now: drop the quantisation marks so the model saves and trains as any other
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer, model.is_quantized, model.quantization_method = None, False, None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / DEQUANTISED_DONE).write_text(json.dumps({"gguf": str(path.resolve()), "dtype": dtype}) + "\n")
+        shutil.rmtree(target, ignore_errors=True)  # an unfinished copy of a killed process
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished the same copy first
+            if not (target / DEQUANTISED_DONE).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_model(
+    name_or_path: str, dtype: str = "float32", what: str = "model.name_or_path"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """Any checkpoint as a trainable ``(model, tokenizer)``: a ``.gguf`` file, a model folder, or a Hub id.
+
+    A ``.gguf`` file is dequantised to ``dtype`` once (:func:`dequantise_gguf`) and loaded from that plain copy,
+    so ``model.config._name_or_path`` is a folder that TRL (β > 0 reference model), PEFT and vLLM can load again.
+    A PEFT adapter folder (``adapter_config.json``) is loaded on its base model and merged. The tokenizer pads on
+    the left (generation appends on the right) and falls back to EOS as pad token.
+
+    Raises:
+        LoadError: naming ``what`` and what was tried, and how to point at a local copy.
+    """
+    _torch_dtype(dtype)  # a bad dtype fails before any loading
+    source = os.path.expanduser(str(name_or_path))
+    if source.endswith(".gguf"):  # "auto": GGUF weights have no one float type; dequantise to float32
+        source = str(dequantise_gguf(source, "float32" if dtype == "auto" else dtype, what))
+    adapter = Path(source) / "adapter_config.json"
+    if adapter.is_file():
+        base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+        if not base:
+            raise LoadError(f"{what}={name_or_path!r}: {adapter} names no base_model_name_or_path")
+        model, tok = load_model(base, dtype, f"the base model of {what}={name_or_path!r}")
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, source).merge_and_unload()
+        if (Path(source) / "tokenizer_config.json").is_file():
+            tok = load_tokenizer(source, local_files_only=True)
+    else:
+        model, tok = load_pretrained(source, dtype, what)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return model, tok

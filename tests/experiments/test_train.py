@@ -403,26 +403,46 @@ def test_eval_shards_cover_every_prompt_once_with_equal_calls(n, world):
     assert {len(s) for s in shards} == {-(-n // world)}  # the same number of generations on every process
 
 
-def test_stop_after_boxed_closes_stopped_rows_with_eos():
+def test_stop_after_boxed_reaches_the_engine(tmp_path):
+    # the cut and the stopping criterion themselves run in tests/engines/test_stop_after_boxed.py
+    cfg = load_config(None, ["rl.stop_after_boxed=true"])
+    assert train_mod.build_grpo_config(cfg, tmp_path).stop_after_boxed is True
+    assert train_mod.build_grpo_config(load_config(), tmp_path).stop_after_boxed is False
+
+
+def test_final_model_lora_adapter_and_merged_copy(tmp_path, tiny):
     import torch
 
-    from lgrpo.models import char_tokenizer
+    from lgrpo.models import load_model
 
-    tok = char_tokenizer()
-    pad, eos = tok.pad_token_id, tok.eos_token_id
-    seen = {}
+    out = tmp_path / "run"
+    cfg = load_config(
+        None, [*tiny, "rl.max_steps=2", "model.lora_r=4", "model.save_merged=true", "eval.every=0"]
+    )
+    train_mod.train(cfg, out)
+    final = out / "final"
+    adapter = json.loads((final / "adapter_config.json").read_text())
+    # the adapter's base is the warm start, named by absolute path so the folder loads from anywhere
+    assert Path(adapter["base_model_name_or_path"]) == (out / "sft").resolve()
+    assert (final / "merged" / "config.json").exists() and not (
+        final / "merged" / "adapter_config.json"
+    ).exists()
+    # load_model applies an adapter folder on its base: give the adapter non-zero weights (a two-step run with
+    # reward 0 leaves LoRA's B at zero) and compare with PEFT applying it unmerged
+    from peft import PeftModel
+    from safetensors.torch import load_file, save_file
 
-    class Fake:
-        def generate(self, input_ids=None, stopping_criteria=None, **kwargs):
-            seen["criteria"] = stopping_criteria
-            return torch.tensor([[pad, 5, 6, 7, pad, pad], [5, 5, 6, 7, eos, pad]])
-
-    model = Fake()
-    train_mod.stop_after_boxed(model, tok)
-    out = model.generate(input_ids=torch.tensor([[pad, 5, 6], [5, 5, 6]]))
-    # prompt padding is kept; completion padding becomes EOS so TRL's mask ends right after the stop
-    assert out.tolist() == [[pad, 5, 6, 7, eos, eos], [5, 5, 6, 7, eos, eos]]
-    assert type(seen["criteria"][-1]).__name__ == "BoxedStoppingCriteria"
+    weights = load_file(final / "adapter_model.safetensors")
+    torch.manual_seed(0)
+    save_file({k: torch.randn_like(v) * 0.1 for k, v in weights.items()}, final / "adapter_model.safetensors")
+    from_adapter, tok = load_model(str(final))
+    base = load_model(str(out / "sft"))[0]
+    ids = tok(["1+2=?\n"], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        a, b = from_adapter(ids).logits, base(ids).logits
+        peft = PeftModel.from_pretrained(load_model(str(out / "sft"))[0], str(final))(ids).logits
+    assert torch.allclose(a, peft, atol=1e-4)
+    assert not torch.allclose(a, b, atol=1e-3)
 
 
 def test_flags_come_from_the_config_fields():
@@ -462,3 +482,9 @@ def test_train_a_reasoning_gym_task(tmp_path, tiny):
     _, tok = train_mod.build_model(cfg, task)
     assert saved.get_vocab() == tok.get_vocab() and saved(text)["input_ids"] == tok(text)["input_ids"]
     assert tok.unk_token_id not in tok(text)["input_ids"]
+
+
+def test_final_model_full_fine_tuning(tmp_path, tiny):
+    out = tmp_path / "run"
+    train_mod.train(load_config(None, [*tiny, "rl.max_steps=1", "eval.every=0"]), out)
+    assert (out / "final" / "config.json").exists() and not (out / "final" / "adapter_config.json").exists()

@@ -33,6 +33,8 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
@@ -42,7 +44,7 @@ from torch import Tensor
 try:
     import trl
     from accelerate.utils import gather_object
-    from transformers import TrainingArguments
+    from transformers import StoppingCriteriaList, TrainingArguments
     from trl import GRPOConfig, GRPOTrainer
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -52,6 +54,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 from lgrpo.objectives import LOSS_TYPES, lambda_weights, policy_loss
 from lgrpo.packing import check_packable, pack_groups, packed_logps, packing_pays, pair_cost
 from lgrpo.process import process_blocks, tree_stats
+from lgrpo.tasks.math_answers import BoxedStoppingCriteria, cut_after_boxed
 
 __all__ = ["ALLOWED_OPTIONS", "WEIGHTINGS", "LambdaGRPOConfig", "LambdaGRPOTrainer"]
 
@@ -79,6 +82,10 @@ class LambdaGRPOConfig(GRPOConfig):
             would exceed ``tree_packing_mask_budget_gb``.
         tree_packing_always: pack every call, even where predicted slower (tests, benchmarks).
         tree_packing_mask_budget_gb: the largest dense tree mask (all packed rows, bool for sdpa, float for eager).
+        stop_after_boxed: cut every completion after the token that closes its first ``\\boxed{…}`` and close it
+            with EOS, whatever generated it (transformers, vLLM), before rewards and TRL's completion statistics;
+            a row cut this way is terminated, not truncated. With transformers generation a stopping criterion
+            also ends each row at its box, which only saves time.
     """
 
     weighting: str = field(
@@ -91,6 +98,10 @@ class LambdaGRPOConfig(GRPOConfig):
     log_prm_stats: bool = field(default=True, metadata={"help": "Log the prm/* process-tree statistics."})
     rollout_log: bool = field(
         default=False, metadata={"help": "Write one JSON line per completion to <output_dir>/rollouts.jsonl."}
+    )
+    stop_after_boxed: bool = field(
+        default=False,
+        metadata={"help": "Cut each completion after its first closed \\boxed{} and close it with EOS."},
     )
 
     tree_packing: bool = field(
@@ -210,11 +221,35 @@ class LambdaGRPOTrainer(GRPOTrainer):
         self.lambda_power = float(getattr(self.args, "lambda_power", 1.0))
         self.log_prm_stats = bool(getattr(self.args, "log_prm_stats", True))
         self.rollout_log = bool(getattr(self.args, "rollout_log", False))
+        self.stop_after_boxed = bool(getattr(self.args, "stop_after_boxed", False))
         self._last_rewards_per_func: Tensor | None = None
         self._rollout_step, self._rollout_groups_logged = -1, 0
         self.tree_packing = bool(getattr(self.args, "tree_packing", False))
         if self.tree_packing:
             self._check_tree_packing()
+
+    # ----------------------------------------------------------------------------------------------------------
+    # generation: stop after the first box
+
+    def _generate_single_turn(self, prompt_ids, *args: Any, **kwargs: Any):
+        """TRL's generation step; with ``stop_after_boxed`` each completion is cut after its first closed box.
+
+        This is the one place every TRL generator (transformers, vLLM, continuous batching) returns token ids and
+        sampling log-probs, before TRL decodes them, scores them and counts ``completions/clipped_ratio``.
+        """
+        if not self.stop_after_boxed:
+            return super()._generate_single_turn(prompt_ids, *args, **kwargs)
+        plain_generate = not (self.use_vllm or self.use_transformers_continuous_batching)
+        if plain_generate:
+            with _stopping_criteria(self.accelerator.unwrap_model(self.model_wrapped), self._tokenizer):
+                completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
+        else:
+            completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
+        eos = self._tokenizer.eos_token_id
+        if eos is None:
+            eos = self.eos_token_ids[0]
+        completion_ids, logprobs, _ = cut_after_boxed(completion_ids, self._tokenizer, eos, logprobs)
+        return completion_ids, logprobs
 
     # ----------------------------------------------------------------------------------------------------------
     # generation batch: weights, tree statistics, rollout log
@@ -511,6 +546,29 @@ def _whole_group_chunks(prompt_ids: Tensor, prompt_mask: Tensor, size: int) -> l
     if current:
         chunks.append(torch.cat(current))
     return chunks
+
+
+@contextmanager
+def _stopping_criteria(model: Any, tokenizer: Any) -> Iterator[None]:
+    """While active, ``model.generate`` also stops each row once its first box closes (a speed-up only: the cut
+    after generation decides the tokens). TRL calls ``generate`` with a fixed set of arguments, so the criterion
+    rides on an instance attribute that is removed again afterwards."""
+    own = model.__dict__.get("generate")
+    base = model.generate
+
+    def generate(*args: Any, **kwargs: Any):
+        criteria = StoppingCriteriaList(list(kwargs.pop("stopping_criteria", None) or []))
+        criteria.append(BoxedStoppingCriteria(tokenizer))
+        return base(*args, stopping_criteria=criteria, **kwargs)
+
+    model.generate = generate
+    try:
+        yield
+    finally:
+        if own is None:
+            del model.generate
+        else:
+            model.generate = own
 
 
 def _prompt_text(prompt: Any) -> str:

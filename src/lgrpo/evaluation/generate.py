@@ -133,14 +133,15 @@ class HFGenerator:
         prompt_format: PromptFormat | None = None,
     ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM
 
-        self.tokenizer = load_tokenizer(model)
+        from lgrpo.models import LoadError, load_model
+
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            self.model = AutoModelForCausalLM.from_pretrained(model, dtype="auto").to(self.device).eval()
-        except Exception as exc:
-            raise _load_error("weights", model, exc) from exc
+        try:  # the loader of `lgrpo train`: a .gguf file, a model folder, a LoRA adapter folder or a Hub id
+            loaded, self.tokenizer = load_model(model, dtype="auto", what="--model")
+        except LoadError as exc:
+            raise SystemExit(f"lgrpo eval: error: {exc}") from exc
+        self.model = loaded.to(self.device).eval()
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.prompt_format = prompt_format or PromptFormat.for_tokenizer(self.tokenizer)
@@ -167,6 +168,13 @@ class VLLMGenerator:
             raise SystemExit(
                 "--backend vllm needs vLLM, which is not installed (`pip install vllm`); or use --backend hf"
             ) from exc
+        if model.endswith(".gguf"):  # vLLM loads the plain copy that `lgrpo train` uses too
+            from lgrpo.models import LoadError, dequantise_gguf
+
+            try:
+                model = str(dequantise_gguf(model, what="--model"))
+            except LoadError as exc:
+                raise SystemExit(f"lgrpo eval: error: {exc}") from exc
         self.tokenizer = load_tokenizer(model)
         try:
             self.llm = vllm.LLM(model=model)

@@ -28,7 +28,9 @@ REWARDS = ("exact", "math_verify")
 class ModelConfig:
     """The policy. ``name_or_path`` empty: a tiny model built from the fields below with a char tokenizer."""
 
-    name_or_path: str | None = None  # a Hub id or a local directory; None = tiny model from this config
+    name_or_path: str | None = (
+        None  # a Hub id, a local folder or a .gguf file; None = tiny model from this config
+    )
     arch: str = "qwen2"  # tiny model: "qwen2" or "llama"
     hidden_size: int = 128
     num_layers: int = 2
@@ -41,6 +43,7 @@ class ModelConfig:
     lora_alpha: int = 128
     lora_dropout: float = 0.05
     lora_target_modules: str = "all-linear"
+    save_merged: bool = False  # LoRA: also write the adapter merged into its base to OUT/final/merged
 
 
 @dataclass

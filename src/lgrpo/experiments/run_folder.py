@@ -8,6 +8,7 @@ Layout (docs/training.md)::
     summary.json      written last: the run is finished
     sft/              the warm start; sft/sft_done.json is written last
     init/             the initial policy, when TRL needs a path to load the β > 0 reference model from
+    final/            the trained model (LoRA adapter or full model) and tokenizer; final/merged/ with model.save_merged
     checkpoints/checkpoint-<step>/   transformers checkpoints; complete once trainer_state.json is in
 
 Writes go through :class:`RunFolder`, whose writers act on the main process only (``main=False`` on the other ranks
@@ -35,13 +36,17 @@ SFT_DIR = "sft"
 SFT_DONE = "sft_done.json"  # written last: marks `sft/` complete
 CKPT_DIR = "checkpoints"
 INIT_DIR = "init"
+FINAL_DIR = "final"  # the trained model: LoRA adapter or full model, plus tokenizer
+MERGED_DIR = "merged"  # inside FINAL_DIR: the LoRA adapter merged into its base (model.save_merged)
 TRAINER_STATE = "trainer_state.json"  # transformers writes it last into a checkpoint: marks it complete
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 __all__ = [
     "CKPT_DIR",
     "CONFIG",
+    "FINAL_DIR",
     "INIT_DIR",
+    "MERGED_DIR",
     "METRICS",
     "ROLLOUTS",
     "SFT_DIR",
@@ -155,6 +160,10 @@ class RunFolder:
     @property
     def sft(self) -> Path:
         return self.path / SFT_DIR
+
+    @property
+    def final(self) -> Path:
+        return self.path / FINAL_DIR
 
     @property
     def init(self) -> Path:

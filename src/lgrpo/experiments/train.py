@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lgrpo.experiments.config import TrainConfig, add_flags, flag_overrides, load_config, to_dict
-from lgrpo.experiments.run_folder import CKPT_DIR, SFT_DONE, RunFolder, checkpoint_step
+from lgrpo.experiments.run_folder import CKPT_DIR, MERGED_DIR, SFT_DONE, RunFolder, checkpoint_step
 from lgrpo.models import LoadError
 from lgrpo.tasks import Task, build_task
 
@@ -33,7 +33,7 @@ FLAGS = ("rl.max_steps", "rl.weighting", "seed")  # config keys that have a flag
 
 
 def build_model(cfg: TrainConfig, task: Task | None = None):
-    """(model, tokenizer): the tiny model from the config, or a pretrained one (clear error when unreachable).
+    """(model, tokenizer): the tiny model from the config, or any checkpoint (:func:`lgrpo.models.load_model`).
 
     The tiny model's character tokenizer covers printable ASCII plus every other character of ``task``'s text; it is
     saved with the run's models, and :func:`lgrpo.models.load_tokenizer` rebuilds it with the same ids.
@@ -47,11 +47,7 @@ def build_model(cfg: TrainConfig, task: Task | None = None):
             tok, m.arch, m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size, seed=cfg.seed
         )
         return model, tok
-    model, tok = models.load_pretrained(m.name_or_path, m.dtype)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    tok.padding_side = "left"
-    return model, tok
+    return models.load_model(m.name_or_path, m.dtype)
 
 
 def set_threads(cfg: TrainConfig) -> int:
@@ -60,32 +56,6 @@ def set_threads(cfg: TrainConfig) -> int:
     n = cfg.threads or max(1, min(os.cpu_count() or 1, 4))
     torch.set_num_threads(n)
     return n
-
-
-def stop_after_boxed(model, tokenizer) -> None:
-    """Make ``model.generate`` stop each sequence when its first ``\\boxed{}`` closes (transformers generation).
-
-    Rows stopped this way are padded by ``generate``; the first padding position becomes EOS so that TRL's
-    completion mask (which ends at the first EOS) excludes the padding.
-    """
-    from transformers import StoppingCriteriaList
-
-    from lgrpo.tasks.math_answers import BoxedStoppingCriteria
-
-    base_generate = model.generate
-    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-
-    def generate(*args, **kwargs):
-        input_ids = kwargs.get("input_ids", args[0] if args else None)
-        criteria = StoppingCriteriaList(list(kwargs.pop("stopping_criteria", None) or []))
-        criteria.append(BoxedStoppingCriteria(tokenizer))
-        out = base_generate(*args, stopping_criteria=criteria, **kwargs)
-        if input_ids is not None and pad != eos:
-            completion = out[:, input_ids.shape[1] :]
-            completion[completion == pad] = eos
-        return out
-
-    model.generate = generate
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -190,13 +160,26 @@ def sft(model, tokenizer, task: Task, cfg: TrainConfig, out: Path | None) -> Non
 
 
 def load_sft(path: Path, cfg: TrainConfig):
-    from transformers import AutoModelForCausalLM
+    """A saved model folder, by absolute path: TRL (β > 0 reference) and PEFT (an adapter's base) load it again."""
+    from lgrpo.models import load_model
 
-    from lgrpo.models import load_tokenizer
+    return load_model(str(Path(path).resolve()), cfg.model.dtype)
 
-    tok = load_tokenizer(str(path), local_files_only=True)
-    tok.padding_side = "left"
-    return AutoModelForCausalLM.from_pretrained(path), tok
+
+def save_final(trainer, tokenizer, cfg: TrainConfig, folder: RunFolder) -> Path:
+    """``OUT/final``: the LoRA adapter (its base model named by absolute path) or the fully fine-tuned model, with
+    the tokenizer; with ``model.save_merged`` and LoRA also the merged model in ``OUT/final/merged``."""
+    final = folder.final
+    if folder.main:
+        shutil.rmtree(final, ignore_errors=True)
+    trainer.save_model(str(final))  # every process takes part (sharded models); the main one writes
+    if folder.main:
+        tokenizer.save_pretrained(final)
+        if cfg.model.save_merged and cfg.model.lora_r > 0:
+            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+            merged.save_pretrained(final / MERGED_DIR)
+            tokenizer.save_pretrained(final / MERGED_DIR)
+    return final
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -265,6 +248,7 @@ def _lambda_grpo_config(
         "weighting": (r.weighting, "rl.weighting"),
         "lambda_power": (r.lambda_power, "rl.lambda_power"),
         "rollout_log": (r.rollout_log, "rl.rollout_log"),
+        "stop_after_boxed": (r.stop_after_boxed, "rl.stop_after_boxed"),
         "tree_packing": (r.tree_packing, "rl.tree_packing"),
         "tree_packing_always": (r.tree_packing_always, "rl.tree_packing_always"),
         "max_steps": (r.max_steps, "rl.max_steps"),
@@ -302,7 +286,8 @@ def _lambda_grpo_config(
         "vllm_mode": "colocate",
         "save_strategy": "steps",
         "report_to": "none",
-        "gradient_checkpointing": pretrained,  # pointless for a tiny model, memory saver for real ones
+        # saves GPU memory for real models; on a CPU it only costs time (and generation loses its KV cache)
+        "gradient_checkpointing": pretrained and cuda,
         "dataloader_num_workers": 0,
         "log_completions": False,
         "disable_tqdm": False,
@@ -483,8 +468,6 @@ def train(
             tokenizer.save_pretrained(folder.init)
         state.wait_for_everyone()
         model, tokenizer = load_sft(folder.init, cfg)
-    if cfg.rl.stop_after_boxed:
-        stop_after_boxed(model, tokenizer)
 
     if stale and folder.main:
         folder.write_metrics([])
@@ -532,6 +515,7 @@ def train(
         after = evaluate(trainer.model, tokenizer, task, cfg)
         folder.append_metrics({"step": cfg.rl.max_steps, "eval/accuracy": after})
         lines.append({"step": cfg.rl.max_steps, "eval/accuracy": after})
+    save_final(trainer, tokenizer, cfg, folder)  # last: merging LoRA changes the model in place
     rewards = [line["reward"] for line in lines if "reward" in line]
     tail = rewards[-max(1, len(rewards) // 10) :]
     summary = {

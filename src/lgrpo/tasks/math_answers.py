@@ -603,3 +603,75 @@ class BoxedStoppingCriteria(StoppingCriteria):
             if boxed_closed(text):
                 self._done[row] = True
         return self._done.clone().to(input_ids.device)  # type: ignore[return-value]
+
+
+def boxed_cut_length(ids: Sequence[int], tokenizer: Any, eos_token_ids: Sequence[int] = ()) -> int | None:
+    """Number of leading tokens of a completion up to and including the token that closes its first box.
+
+    Works on token ids, for any tokenizer: with BPE the closing brace may share a token with other characters
+    (SmolLM2 writes ``}}``, ``}{`` and ``}.`` as one token each), and that token is kept whole. Only the part before
+    the first of ``eos_token_ids`` counts. Returns None when no box closes there (see :func:`boxed_closed`; a box
+    without braces, ``\\boxed 5``, closes at the token after its argument).
+
+    Why a search over decoded prefixes: a token's text depends on its neighbours (byte-level BPE), so the closing
+    token is found as the shortest prefix whose decoded text has a closed box — monotone in the prefix length,
+    found with ``O(log T)`` decodes.
+    """
+    ids = list(ids)
+    stops = set(eos_token_ids)
+    limit = next((i for i, t in enumerate(ids) if t in stops), len(ids))
+
+    def closed(n: int) -> bool:
+        return boxed_closed(tokenizer.decode(ids[:n], skip_special_tokens=True))
+
+    if limit == 0 or not closed(limit):
+        return None
+    lo, hi = 1, limit  # invariant: closed(hi); the answer is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if closed(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def cut_after_boxed(
+    completion_ids: Sequence[Sequence[int]],
+    tokenizer: Any,
+    eos_token_id: int,
+    logprobs: Sequence[Sequence[float | None]] | None = None,
+) -> tuple[list[list[int]], list[list[float | None]] | None, list[bool]]:
+    """Cut each completion after the token that closes its first ``\\boxed{…}`` and close it with ``eos_token_id``.
+
+    The generation-side form of :func:`truncate_after_boxed`, for any generator (transformers, vLLM, …): a row
+    whose box closes is ``ids[:n] + [eos]`` with ``n = boxed_cut_length(ids)``, so it ends with EOS and counts as
+    terminated, and its EOS is trained like a generated one. ``logprobs`` (vLLM's sampling log-probabilities, one
+    per token) are cut alike; the added EOS was not sampled, so it gets NaN, which TRL reads as "no
+    importance-sampling correction". Rows without a closed box are returned unchanged.
+
+    Args:
+        completion_ids: ``B`` lists of token ids (no padding).
+        tokenizer: decodes ids to text.
+        eos_token_id: the token appended after the cut (for SmolLM2 also its pad token, ``<|im_end|>``).
+        logprobs: optional, ``B`` lists of the same lengths as ``completion_ids``.
+
+    Returns:
+        ``(ids, logprobs or None, cut)`` where ``cut[i]`` says whether row ``i`` was cut (and closed with EOS).
+    """
+    if logprobs is not None and len(logprobs) != len(completion_ids):
+        raise ValueError(f"logprobs: {len(logprobs)} rows for {len(completion_ids)} completions")
+    out_ids, out_lp, cut = [], [] if logprobs is not None else None, []
+    for i, row in enumerate(completion_ids):
+        row = list(row)
+        n = boxed_cut_length(row, tokenizer, (eos_token_id,))
+        lp = None if logprobs is None else list(logprobs[i])
+        if n is not None:
+            row = [*row[:n], eos_token_id]
+            if lp is not None:
+                lp = [*lp[:n], float("nan")]
+        out_ids.append(row)
+        cut.append(n is not None)
+        if out_lp is not None:
+            out_lp.append(lp)
+    return out_ids, out_lp, cut
