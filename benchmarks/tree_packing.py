@@ -144,16 +144,10 @@ def synthetic(args: argparse.Namespace) -> None:
     if (
         args.smollm2
     ):  # real weights (Llama architecture, 49k vocabulary); token ids stay the char ids (timing only)
-        from transformers import AutoModelForCausalLM
-
         from lgrpo.assets import fetch_smollm2
+        from lgrpo.models import load_model
 
-        path = fetch_smollm2()
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-        # dequantised to float32 on load: drop the quantizer marks that make Trainer refuse to train it
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.hf_quantizer, model.is_quantized, model.quantization_method = None, False, None
+        model, _ = load_model(str(fetch_smollm2()), "float32")  # dequantised once, cached, trainable
         args.model_size = "SmolLM2-135M"
     else:
         model = build_model(tok, args.model_size, max_len, seed=0)
