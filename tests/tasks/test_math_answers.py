@@ -189,6 +189,14 @@ def test_gold_problem_names_the_reason(gold, why):
     assert why in gold_problem(gold)
 
 
+@pytest.mark.parametrize(
+    "gold",
+    ["abc", "2xyz", "xy + yz + zx", "ABC", "\\triangle ABCD", "\\text{no solution}", "5\\text{ inches}"],
+)
+def test_products_of_variables_and_point_names_are_not_prose(gold):
+    assert gold_problem(gold) is None
+
+
 @pytest.mark.parametrize("answer", PATHOLOGICAL)
 def test_pathological_answers_are_bounded_and_score_zero(answer):
     verify("\\boxed{1}", "1")  # the worker is up, so only the answer itself is timed

@@ -166,14 +166,16 @@ def _as_latex(answer: str) -> str:
     return "\\boxed{" + answer + "}"
 
 
-# A word of three or more letters outside any LaTeX command: math-verify reads "see the figure" as the product
-# s·e·e·t·h·…, which any reordering of its letters equals. Text inside ``\\text{…}`` is read as one symbol, and
-# known unit words are dropped, so those are left to math-verify.
+# Prose outside any LaTeX command: math-verify reads "see the figure" as the product s·e·e·t·h·…, which any
+# reordering of its letters equals. Prose is two or more words (one of three letters or more), or one word of four
+# letters or more with a lower-case letter ("Proof"); products of variables ("abc", "2xy + yz") and point names
+# ("ABC", "ABCD") are not. Text inside ``\\text{…}`` is read as one symbol, and known unit words are dropped, so
+# those are left to math-verify.
 _TEXT_GROUP_RE = re.compile(
     r"\\(?:text|textbf|textit|mbox|mathrm|textrm|operatorname|begin|end)\s*\{[^{}]*\}"
 )
 _COMMAND_RE = re.compile(r"\\[A-Za-z]+")
-_WORD_RE = re.compile(r"[A-Za-z]{3,}")
+_WORD_RE = re.compile(r"[A-Za-z]{2,}")
 
 
 def _last_box(text: str) -> str | None:
@@ -189,8 +191,13 @@ def _last_box(text: str) -> str | None:
 def _prose_word(gold: str) -> str | None:
     box = _last_box(gold)  # a worked solution as the gold: only its (last) boxed answer is read
     bare = _COMMAND_RE.sub(" ", _TEXT_GROUP_RE.sub(" ", normalize_upright(gold if box is None else box)))
-    match = _WORD_RE.search(bare)
-    return None if match is None else match.group(0)
+    words = _WORD_RE.findall(bare)
+    long = [w for w in words if len(w) >= 4 and not w.isupper()]
+    if long:
+        return long[0]
+    if len(words) >= 2 and any(len(w) >= 3 for w in words):
+        return max(words, key=len)
+    return None
 
 
 def _gold_problem_in_process(gold: str) -> str | None:
