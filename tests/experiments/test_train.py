@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -488,3 +489,28 @@ def test_final_model_full_fine_tuning(tmp_path, tiny):
     out = tmp_path / "run"
     train_mod.train(load_config(None, [*tiny, "rl.max_steps=1", "eval.every=0"]), out)
     assert (out / "final" / "config.json").exists() and not (out / "final" / "adapter_config.json").exists()
+
+
+def test_unscorable_golds_train_with_nan_rewards(tmp_path, tiny, capsys):
+    """A file task whose golds are half prose: those rows' rewards are NaN (left out of the group statistics, their
+    completions still in the rollout log and the process sets), the share is logged per step as
+    `reward/unscorable`, and the golds are reported when the task loads."""
+    rows = [{"problem": f"{i}+{i}=?", "answer": "see the figure" if i % 2 else str(2 * i)} for i in range(24)]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config(
+        None, [*tiny, "data.task=file", f"data.path={data}", "data.eval_size=4", "rl.max_steps=3"]
+    )
+    cfg.eval.every = 0
+    train_mod.train(cfg, tmp_path / "run")
+    assert "cannot be scored" in capsys.readouterr().err
+    lines = _lines(tmp_path / "run" / "metrics.jsonl")[1:]
+    shares = [line["reward/unscorable"] for line in lines]
+    assert all(s in (0.0, 0.5, 1.0) for s in shares)  # 2 prompts × 4 completions: whole groups are unscorable
+    assert all(math.isfinite(line["loss"]) for line in lines)
+    rollouts = _lines(tmp_path / "run" / "rollouts.jsonl")
+    prose = {r["problem"] for r in rows if r["answer"] == "see the figure"}
+    assert all((r["reward"] is None) == (r["prompt"] in prose) for r in rollouts)
+    assert sum(r["reward"] is None for r in rollouts) / len(rollouts) == pytest.approx(
+        sum(shares) / len(shares)
+    )

@@ -17,6 +17,7 @@ scorer as the reward). :func:`register_task` adds one.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import sys
@@ -235,7 +236,7 @@ def report_unscorable(task: Task, timeout: float, examples: int = 3, file: Any =
             n += 1
             if len(bad) < examples:
                 bad.append((str(row["answer"]), problem))
-    if n:
+    if n and int(os.environ.get("RANK", "0")) == 0:  # one report on several processes
         total = len(task.train) + len(task.held_out)
         shown = "; ".join(f"{gold[:60]!r}: {why}" for gold, why in bad)
         print(
