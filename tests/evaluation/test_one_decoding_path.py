@@ -77,6 +77,29 @@ def test_train_and_eval_give_the_same_accuracy(tmp_path):
     preds = [json.loads(x) for x in (tmp_path / "a" / "predictions.jsonl").read_text().splitlines()]
     assert {p["completion"] for p in preds} == {"\\boxed{7}"}
 
+    # the run's own held-out problems by name, scored by the task's own check
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(run),
+                "--benchmarks",
+                "held_out",
+                *common[2:],
+                "--out",
+                str(tmp_path / "h"),
+            ]
+        )
+        == 0
+    )
+    own = json.loads((tmp_path / "h" / "results.json").read_text())["benchmarks"]["held_out"]
+    assert own["accuracy"] == pytest.approx(expected) and own["n"] == len(task.held_out)
+    with pytest.raises(SystemExit, match="held_out: only for a run folder"):
+        main(
+            ["eval", "--model", str(run / "final"), "--benchmarks", "held_out", "--out", str(tmp_path / "x")]
+        )
+
     # the same weights outside a run folder get the default format (system prompt through the chat template)
     assert main(["eval", "--model", str(run / "final"), *common, "--out", str(tmp_path / "b")]) == 0
     other = json.loads((tmp_path / "b" / "results.json").read_text())

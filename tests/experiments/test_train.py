@@ -483,6 +483,23 @@ def test_train_a_reasoning_gym_task(tmp_path, tiny):
     _, tok = train_mod.build_model(cfg, task)
     assert saved.get_vocab() == tok.get_vocab() and saved(text)["input_ids"] == tok(text)["input_ids"]
     assert tok.unk_token_id not in tok(text)["input_ids"]
+    # `lgrpo eval` on the run's own held-out problems (its last checkpoint, the dataset's scorer) agrees with training
+    argv = ["eval", "--model", str(out), "--benchmarks", "held_out", "--out", str(tmp_path / "eval")]
+    assert (
+        main(
+            [
+                *argv,
+                "--max-new-tokens",
+                str(cfg.eval.max_new_tokens),
+                "--batch-size",
+                str(cfg.eval.batch_size),
+            ]
+        )
+        == 0
+    )
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["benchmarks"]["held_out"]["accuracy"] == summary["accuracy_after"]
+    assert results["benchmarks"]["held_out"]["n"] == 4
 
 
 def test_final_model_full_fine_tuning(tmp_path, tiny):

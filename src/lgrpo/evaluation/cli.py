@@ -22,6 +22,8 @@ from tqdm import tqdm
 from lgrpo.evaluation.registry import BENCHMARKS, load_benchmark, resolve
 from lgrpo.evaluation.scoring import Scorer, read_predictions, results_markdown
 
+HELD_OUT = "held_out"  # --benchmarks name of a run folder's own held-out problems
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
@@ -38,8 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--benchmarks",
         default=",".join(BENCHMARKS),
-        help=f"comma-separated, from: {', '.join(BENCHMARKS)} (default: all), or NAME=path/to/file.jsonl for any "
-        "file (.jsonl, .json, .parquet or a datasets folder)",
+        help=f"comma-separated, from: {', '.join(BENCHMARKS)} (default: all), NAME=path/to/file.jsonl for any "
+        f"file (.jsonl, .json, .parquet or a datasets folder), or {HELD_OUT} for a run folder's own held-out problems "
+        "(scored by its task's check, as in training)",
     )
     parser.add_argument(
         "--problem-field", default="problem", help="NAME=FILE benchmarks: the problem field (problem)"
@@ -99,15 +102,30 @@ def run(args: argparse.Namespace) -> int:
             scorer.add(item["id"], item["benchmark"], item["answer"], item["completion"])
         model = None
     else:
-        try:
-            benches = resolve(args.benchmarks, args.problem_field, args.answer_field, args.answer_format)
-            # every benchmark is loaded before the model, so a missing file fails in seconds, not after hours
-            data = {b.name: load_benchmark(b, args.data_dir, args.limit) for b in benches}
-        except (OSError, ValueError) as exc:
-            raise SystemExit(str(exc)) from exc
         from lgrpo.evaluation.generate import make_generator, resolve_run
 
         weights, run_cfg = resolve_run(args.model)
+        names = [n.strip() for n in args.benchmarks.split(",") if n.strip()]
+        held_out = HELD_OUT in names
+        if held_out and run_cfg is None:
+            raise SystemExit(
+                f"--benchmarks {HELD_OUT}: only for a run folder (--model RUN_DIR with config.yaml)"
+            )
+        task = None
+        try:
+            others = [n for n in names if n != HELD_OUT]
+            fields = (args.problem_field, args.answer_field, args.answer_format)
+            benches = resolve(others, *fields) if others or not held_out else []
+            # every benchmark is loaded before the model, so a missing file fails in seconds, not after hours
+            data = {b.name: load_benchmark(b, args.data_dir, args.limit) for b in benches}
+            if held_out:  # the run's own held-out problems, scored by its task's own check
+                from lgrpo.tasks import build_task
+
+                task = build_task(run_cfg)
+                rows = task.held_out[: args.limit]
+                data[HELD_OUT] = [{**r, "id": f"{HELD_OUT}/{i}", "row": r} for i, r in enumerate(rows)]
+        except (OSError, ValueError) as exc:
+            raise SystemExit(str(exc)) from exc
         prompt_format, check = None, None
         if run_cfg is not None:  # the run's own prompt format and answer check (its held-out evaluation's)
             from lgrpo.tasks.task import PromptFormat, answer_check
@@ -123,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
                 done = 0
                 for completions in generator.generate([r["problem"] for r in rows]):
                     for row, completion in zip(rows[done : done + len(completions)], completions):
-                        scorer.add(row["id"], name, row["answer"], completion)
+                        verdict = task.check(completion, row["row"]) if task and name == HELD_OUT else None
+                        scorer.add(row["id"], name, row["answer"], completion, verdict)
                     done += len(completions)
                     bar.update(len(completions))
                 scorer.write_results(args.model)  # partial results survive an interruption

@@ -42,8 +42,11 @@ class Scorer:
         self.counts = dict.fromkeys(("unscorable", "no_answer", "verify_timeouts", "verify_errors"), 0)
         self._file = open(os.path.join(out_dir, "predictions.jsonl"), "w", encoding="utf-8")  # noqa: SIM115
 
-    def add(self, item_id: str, benchmark: str, answer: str, completion: str) -> Verdict:
-        verdict = self.check(completion, answer)
+    def add(
+        self, item_id: str, benchmark: str, answer: str, completion: str, verdict: Verdict | None = None
+    ) -> Verdict:
+        """Score one item (``verdict``: one decided by the caller, e.g. a task's own check) and write its line."""
+        verdict = verdict if verdict is not None else self.check(completion, answer)
         tag = verdict.tag or ""
         for key, hit in (
             ("unscorable", verdict.unscorable),
