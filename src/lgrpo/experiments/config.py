@@ -119,9 +119,8 @@ class RLConfig:
     # any other LambdaGRPOConfig field (e.g. {epsilon_high: 0.28, report_to: [tensorboard]}); checked against its
     # fields when the run starts, before any work (experiments/train.py: build_grpo_config)
     trl: dict[str, Any] = field(default_factory=dict)
-    tree_packing: bool = (
-        False  # log-probs over each group's process tree, shared tokens once (docs/tree_packing.md)
-    )
+    # log-probs over each group's process tree, shared tokens once (exact; measured faster; docs/tree_packing.md)
+    tree_packing: bool = True
     tree_packing_always: bool = False  # pack every call, even where predicted slower (benchmarks)
 
 
