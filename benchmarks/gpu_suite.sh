@@ -31,7 +31,8 @@ EOF
 
 echo "== 1. CUDA tests"
 if $PY -c "import pytest" 2>/dev/null; then
-    timeout 240 $PY -m pytest -q -x -p no:cacheprovider -k "cuda or flex" \
+    # -o addopts: pyproject's --timeout needs pytest-timeout, which the image may lack
+    timeout 240 $PY -m pytest -q -x -p no:cacheprovider -o addopts="-ra --import-mode=importlib" -k "cuda or flex" \
         tests/test_process.py tests/test_objectives.py tests/test_packing.py || status=1
 else
     echo "pytest is not installed in this image: CUDA tests NOT run (carry a pytest wheel to run them)"; status=1
