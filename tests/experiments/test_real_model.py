@@ -1,6 +1,6 @@
 """The real pretrained model end to end: SmolLM2-135M-Instruct from its GGUF file (fetched once, `make smollm2`).
 
-A few λ-GRPO steps with LoRA through ``LambdaGRPOTrainer`` on the dequantised model, then ``lgrpo eval --model`` on the
+A λ-GRPO step with LoRA through ``LambdaGRPOTrainer`` on the dequantised model, then ``lgrpo eval --model`` on the
 same ``.gguf`` file. These tests fail, never skip, when the model cannot be had (the ``smollm2_gguf`` fixture).
 """
 
@@ -78,7 +78,8 @@ def test_lambda_grpo_steps_with_lora_on_the_real_model(real, tmp_path):
             str(tmp_path),
             rollout_log=True,
             stop_after_boxed=True,
-            max_completion_length=12,
+            max_completion_length=10,
+            max_steps=1,  # the suite's time budget: one step is enough to move the adapter
             learning_rate=5e-3,
             gradient_checkpointing=False,  # TRL's default on: no KV cache in generation, minutes on a CPU
         )
@@ -106,19 +107,19 @@ def test_lambda_grpo_steps_with_lora_on_the_real_model(real, tmp_path):
     trainer.train()
 
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    assert len(logs) == 2 and all(math.isfinite(h["loss"]) for h in logs)
+    assert len(logs) == 1 and all(math.isfinite(h["loss"]) for h in logs)
     for key in ("prm/flat_fraction", "prm/path_depth_mean", "prm/process_set_size_mean"):
         assert all(key in h and math.isfinite(h[key]) for h in logs), key
     # the reference (adapter disabled) is the base model; the policy has moved away from it
     assert (logits(False) - logits(True)).abs().max() > 1e-4
 
     lines = [json.loads(x) for x in (tmp_path / "rollouts.jsonl").read_text().splitlines()]
-    assert len(lines) == 2 * 4  # two steps, one generation batch of 4 completions each
+    assert len(lines) == 4  # one step: one generation batch of 4 completions
     for line in lines:
         assert line["completion"] == tok.decode(line["completion_ids"], skip_special_tokens=True)
-        assert len(line["completion_ids"]) <= 12 + 1  # the cut may add an EOS
+        assert len(line["completion_ids"]) <= 10 + 1  # the cut may add an EOS
     text = " ".join(line["completion"] for line in lines)
-    assert sum(ch.isalpha() for ch in text) > 20  # real decoded words, not ids or byte pieces
+    assert sum(ch.isalpha() for ch in text) > 10  # real decoded words, not ids or byte pieces
     assert any(line["prompt"] in problems for line in lines)
 
 
