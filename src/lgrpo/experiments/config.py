@@ -108,9 +108,8 @@ class RLConfig:
     )
     verify_timeout: float = 5.0  # seconds math-verify may spend on one answer (reward and held-out scoring)
     format_weight: float = 0.0  # > 0: add a format reward (an answer in the asked form) with this weight
-    stop_after_boxed: bool = (
-        False  # stop each completion once its first \boxed{} closes (transformers generation)
-    )
+    # cut each completion after its first closed \boxed{} (any generator) and close it with EOS
+    stop_after_boxed: bool = False
     use_vllm: str = "auto"  # "auto" = when vllm is importable, "true", "false"
     save_steps: int = 50
     save_total_limit: int = 2
@@ -119,8 +118,10 @@ class RLConfig:
     # any other LambdaGRPOConfig field (e.g. {epsilon_high: 0.28, report_to: [tensorboard]}); checked against its
     # fields when the run starts, before any work (experiments/train.py: build_grpo_config)
     trl: dict[str, Any] = field(default_factory=dict)
-    # log-probs over each group's process tree, shared tokens once (exact; measured faster; docs/tree_packing.md)
-    tree_packing: bool = True
+    # log-probs over each group's process tree, shared tokens once (exact; docs/tree_packing.md). On in the embedded
+    # default and the SmolLM2 recipe, where it was measured faster; off elsewhere, since it refuses some models
+    # (flash attention, 3D rotary positions) that a user's config may name.
+    tree_packing: bool = False
     tree_packing_always: bool = False  # pack every call, even where predicted slower (benchmarks)
 
 
