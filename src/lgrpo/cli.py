@@ -61,7 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _top_parser().parse_args(argv or ["--help"])
         return 2
     parser = build_parser(argv[0])
-    args = parser.parse_args(argv[1:])
+    # intermixed: `key=value` overrides may come after options (`lgrpo train --out D rl.beta=0.04`)
+    args = parser.parse_intermixed_args(argv[1:])
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

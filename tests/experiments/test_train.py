@@ -131,9 +131,12 @@ def test_trl_passthrough_refuses_unknown_and_lgrpo_owned_keys_before_any_work(
     assert not (tmp_path / "r").exists()
 
 
-def test_trl_passthrough_reaches_the_trainer_config(tmp_path):
+def test_trl_passthrough_reaches_the_trainer_config(tmp_path, monkeypatch):
     """rl.trl keys from a YAML file and from the command line add up and reach LambdaGRPOConfig; the defaults lgrpo
     chose (report_to: none) give way to them."""
+    import transformers.integrations as integrations
+
+    monkeypatch.setattr(integrations, "get_available_reporting_integrations", lambda: ["tensorboard"])
     path = tmp_path / "c.yaml"
     path.write_text("rl:\n  trl:\n    epsilon_high: 0.28\n")
     cfg = load_config(path, ["rl.trl.mask_truncated_completions=true", "rl.trl.report_to=[tensorboard]"])
@@ -531,3 +534,28 @@ def test_unscorable_golds_train_with_nan_rewards(tmp_path, tiny, capsys):
     assert sum(r["reward"] is None for r in rollouts) / len(rollouts) == pytest.approx(
         sum(shares) / len(shares)
     )
+
+
+def test_resume_on_a_new_folder_starts_quietly(tmp_path, capsys):
+    folder = rf.RunFolder(tmp_path / "new")
+    assert folder.resume_point(resume=True) is None
+    assert capsys.readouterr().err == ""
+
+
+def test_overrides_may_follow_options(tmp_path, monkeypatch):
+    from lgrpo.cli import main
+
+    seen = []
+    monkeypatch.setattr(train_mod, "run", lambda args: seen.append(args) or 0)
+    assert main(["train", "rl.beta=0.04", "--out", str(tmp_path), "sft.steps=0", "--resume"]) == 0
+    assert seen[0].out == str(tmp_path) and seen[0].resume
+    assert seen[0].overrides == ["rl.beta=0.04", "sft.steps=0"]
+
+
+def test_missing_logging_backend_is_refused_before_any_work(tmp_path, monkeypatch):
+    import transformers.integrations as integrations
+
+    monkeypatch.setattr(integrations, "get_available_reporting_integrations", lambda: ["tensorboard"])
+    cfg = load_config(None, ["rl.trl.report_to=[wandb]"])
+    with pytest.raises(ValueError, match=r"rl.trl.report_to.*wandb is not installed"):
+        train_mod.build_grpo_config(cfg, tmp_path)

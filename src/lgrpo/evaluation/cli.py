@@ -25,6 +25,9 @@ from lgrpo.evaluation.scoring import Scorer, read_predictions, results_markdown
 HELD_OUT = "held_out"  # --benchmarks name of a run folder's own held-out problems
 
 
+DEFAULT_MAX_NEW_TOKENS = 1200
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument(
@@ -65,7 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend", choices=("hf", "vllm"), default="hf", help="generation backend (default hf)"
     )
     parser.add_argument(
-        "--max-new-tokens", type=int, default=1200, help="generation budget per problem (1200)"
+        "--max-new-tokens",
+        type=int,
+        help="generation budget per problem (default: a run folder's eval.max_new_tokens, else 1200)",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per generate call, hf backend (8)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds allowed to verify one answer (5)")
@@ -132,7 +137,15 @@ def run(args: argparse.Namespace) -> int:
 
             run_cfg.rl.verify_timeout = args.timeout
             prompt_format, check = PromptFormat.from_config(run_cfg), answer_check(run_cfg)
-            print(f"evaluating {weights} with the run's prompt format and answer check", file=sys.stderr)
+            if args.max_new_tokens is None:
+                args.max_new_tokens = run_cfg.eval.max_new_tokens
+            print(
+                f"evaluating {weights} with the run's prompt format, answer check and generation budget "
+                f"({args.max_new_tokens} new tokens)",
+                file=sys.stderr,
+            )
+        if args.max_new_tokens is None:
+            args.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
         generator = make_generator(args.backend, weights, args.max_new_tokens, args.batch_size, prompt_format)
         scorer = Scorer(args.out, timeout=args.timeout, check=check)
         total = sum(len(rows) for rows in data.values())

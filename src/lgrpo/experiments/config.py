@@ -118,10 +118,9 @@ class RLConfig:
     # any other LambdaGRPOConfig field (e.g. {epsilon_high: 0.28, report_to: [tensorboard]}); checked against its
     # fields when the run starts, before any work (experiments/train.py: build_grpo_config)
     trl: dict[str, Any] = field(default_factory=dict)
-    # log-probs over each group's process tree, shared tokens once (exact; docs/tree_packing.md). On in the embedded
-    # default and the SmolLM2 recipe, where it was measured faster; off elsewhere, since it refuses some models
-    # (flash attention, 3D rotary positions) that a user's config may name.
-    tree_packing: bool = False
+    # log-probs over each group's process tree, shared tokens once (exact; docs/tree_packing.md); measured faster on
+    # the embedded default and SmolLM2, and each call falls back to the padded batch where it would not pay
+    tree_packing: bool = True
     tree_packing_always: bool = False  # pack every call, even where predicted slower (benchmarks)
 
 

@@ -226,7 +226,7 @@ class RunFolder:
     def resume_point(self, resume: bool, resume_from: str | os.PathLike[str] | None = None) -> Path | None:
         """The checkpoint a run continues from: ``resume_from`` (checked), else with ``resume`` the last complete one.
 
-        ``resume`` with no complete checkpoint says so on stderr and returns None (the run starts fresh).
+        ``resume`` on a non-empty folder with no complete checkpoint says so on stderr and returns None (the run starts fresh).
         ``ValueError`` naming ``--resume-from`` when that path is not a complete checkpoint.
         """
         if resume_from is not None:
@@ -245,7 +245,9 @@ class RunFolder:
         if not resume:
             return None
         last = self.last_checkpoint()
-        if last is None and self.main:
+        if (
+            last is None and self.main and self.path.is_dir() and any(self.path.iterdir())
+        ):  # a new folder: no news
             print(
                 f"--resume: {self.checkpoints} holds no complete checkpoint; starting fresh",
                 file=sys.stderr,

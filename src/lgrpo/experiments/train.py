@@ -314,7 +314,22 @@ def _lambda_grpo_config(
     refused = _refused_options(args)  # what LambdaGRPOTrainer would refuse when built, after the warm start
     if refused:
         raise ValueError(f"config key 'rl.trl': {'; '.join(refused)}")
+    _check_report_to(args.report_to)
     return args
+
+
+def _check_report_to(report_to: list[str]) -> None:
+    """A logging backend whose package is missing fails here, not after the warm start (transformers' callbacks
+    raise only when the trainer is built)."""
+    from transformers.integrations import get_available_reporting_integrations
+
+    available = set(get_available_reporting_integrations())
+    missing = [name for name in report_to if name not in ("none", "all") and name not in available]
+    if missing:
+        raise ValueError(
+            f"config key 'rl.trl.report_to': {', '.join(missing)} is not installed here "
+            f"(available: {', '.join(sorted(available)) or 'none'}); pip install {' '.join(missing)}"
+        )
 
 
 def lora_config(cfg: TrainConfig):
