@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # λ-GRPO with verl 0.9.1 on one GPU node: the paper's Qwen-1.5B run (METHOD.md §10), β = 0.04.
-#   pip install 'lgrpo[verl]' 'verl[vllm]==0.9.1'    # verl with its GPU extras; lgrpo's plug-in is an entry point
+#   pip install -e '.[verl]' 'verl[vllm]==0.9.1'       # verl with its GPU extras; lgrpo's plug-in is an entry point
 #   python examples/verl/prepare_openrs.py --out ~/data/openrs
 #   bash examples/verl/run_qwen1.5b.sh [hydra overrides...]
 # Examples of overrides: GRPO arm `algorithm.lambda_grpo.enable=false`; β = 0 `actor_rollout_ref.actor.use_kl_loss=false`;

@@ -345,3 +345,34 @@ def test_a_worked_solution_as_the_gold_is_read_at_its_last_box():
     solution = "First we halve the whole, so the share is one half: \\boxed{\\frac{1}{2}}."
     assert gold_problem(solution) is None
     assert verify("\\boxed{0.5}", solution).score == 1.0
+
+
+def test_missing_math_verify_is_an_error_not_a_silent_zero(monkeypatch):
+    """Without math-verify the worker cannot start; every answer would score 0, so this must raise."""
+    import importlib.util
+    import types
+
+    from lgrpo.tasks import math_answers as ma
+
+    class NeverReady:
+        ready = False
+        popen = types.SimpleNamespace(stdin=object())
+
+        def alive(self):
+            return True
+
+        def readline(self, timeout):
+            return None
+
+        def kill(self):
+            pass
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(ma, "_Proc", NeverReady)
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "math_verify" else real_find_spec(name, *a),
+    )
+    with pytest.raises(ImportError, match="math-verify"):
+        ma._Worker().request("1", "1", timeout=1.0)

@@ -1,6 +1,6 @@
 """λ-GRPO inside verl 0.9.1: a ``verl.plugins`` entry point, switched on from verl's own config.
 
-    pip install 'lgrpo[verl]'
+    pip install -e '.[verl]'   # from a clone, in an environment of its own (docs/verl.md)
     python -m verl.trainer.main_ppo algorithm.adv_estimator=grpo \\
         +algorithm.lambda_grpo.enable=true +algorithm.lambda_grpo.power=1.0 ...
 
@@ -418,10 +418,17 @@ def check_plugin() -> None:
     verl swallows a plug-in's import errors (debug log only), so a launch script calls this first: it checks the
     ``verl.plugins`` entry point, ``VERL_USE_EXTERNAL_PLUGINS`` and the verl version.
     """
+    try:
+        importlib.metadata.version("verl")
+    except importlib.metadata.PackageNotFoundError:
+        raise RuntimeError(
+            f"verl is not installed in this environment: pip install -e '.[verl]' (verl=={VERL_VERSION}), in "
+            "an environment of its own (docs/verl.md)"
+        ) from None
     names = {ep.name for ep in importlib.metadata.entry_points(group="verl.plugins") if ep.value == __name__}
     if not names:
         raise RuntimeError(
-            f"no verl.plugins entry point loads {__name__}: reinstall lgrpo (pip install 'lgrpo[verl]')"
+            f"no verl.plugins entry point loads {__name__}: reinstall lgrpo (pip install -e '.[verl]' from a clone)"
         )
     policy = os.getenv("VERL_USE_EXTERNAL_PLUGINS", "auto").strip().lower()
     allowed = {n.strip() for n in policy.split(",") if n.strip()}

@@ -15,6 +15,7 @@ nothing the answer contains can hang or crash the caller.
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import json
 import math
 import os
@@ -409,6 +410,12 @@ class _Worker:
             if not proc.ready:
                 if proc.readline(_STARTUP_TIMEOUT_S) != b"ready":
                     self._replace()
+                    if (
+                        importlib.util.find_spec("math_verify") is None
+                    ):  # every answer would score 0, silently
+                        raise ImportError(
+                            "answer checking needs math-verify: pip install 'math-verify>=0.8.0' (lgrpo[eval])"
+                        )
                     return False, "error: worker did not start"
                 proc.ready = True
             try:
