@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lgrpo.models import LoadError
 from lgrpo.tasks.math_answers import SYSTEM_PROMPT
 from lgrpo.tasks.openrs import HUB_ID, load_openrs
 
@@ -41,7 +42,10 @@ def main() -> None:
     parser.add_argument("--hub-id", default=HUB_ID)
     parser.add_argument("--eval-size", type=int, default=100)
     args = parser.parse_args()
-    train, held_out = load_openrs(args.path, hub_id=args.hub_id, eval_size=args.eval_size)
+    try:
+        train, held_out = load_openrs(args.path, hub_id=args.hub_id, eval_size=args.eval_size)
+    except LoadError as e:  # its hint names lgrpo train's `data.path=`; this script's flag is --path
+        raise SystemExit(f"prepare_openrs: {e}\n(here: --path /path/to/openrs.jsonl)") from None
     args.out.mkdir(parents=True, exist_ok=True)
     to_verl(train, "train").to_parquet(args.out / "train.parquet")
     to_verl(held_out, "val").to_parquet(args.out / "val.parquet")
