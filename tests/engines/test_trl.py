@@ -179,6 +179,13 @@ def test_trainer_refuses_options_off_the_allow_list(tmp_path, tok, kwargs, name)
         build_trainer(tok, args)
 
 
+def test_beta_with_a_model_built_in_memory_is_refused_clearly(tmp_path, tok):
+    """TRL would fail deep inside with "Repo id must use alphanumeric chars"; the error says what to do."""
+    args = LambdaGRPOConfig(**base_args(str(tmp_path), beta=0.04))
+    with pytest.raises(ValueError, match=r"model: with beta != 0 .*_name_or_path.*save_pretrained"):
+        build_trainer(tok, args)
+
+
 def test_allow_list_names_real_options_and_refuses_new_ones(tmp_path, monkeypatch):
     """Every allowed name is a GRPOConfig field; a field a later TRL adds is refused once set, by name."""
     names = {f.name for f in dataclasses.fields(GRPOConfig)}

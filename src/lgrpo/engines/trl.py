@@ -197,6 +197,21 @@ def _refused_options(args: GRPOConfig) -> list[str]:
     return bad
 
 
+def _check_reference_source(model: Any, args: Any, peft_config: Any) -> None:
+    """β ≠ 0 without PEFT: TRL loads the reference model from ``model.config._name_or_path``; a model built in memory
+    has none, and TRL's own error ("Repo id must use alphanumeric chars") does not say so."""
+    if args is None or getattr(args, "beta", 0.0) == 0.0 or model is None or isinstance(model, str):
+        return
+    from accelerate.utils import is_peft_model
+
+    if peft_config is None and not is_peft_model(model) and not getattr(model.config, "_name_or_path", ""):
+        raise ValueError(
+            "model: with beta != 0 TRL loads the reference model from model.config._name_or_path, which is empty "
+            "for a model built in memory; save it (model.save_pretrained(DIR)) and pass DIR or a model loaded from "
+            "it, use a peft_config (reference = adapter disabled), or set beta=0"
+        )
+
+
 class LambdaGRPOTrainer(GRPOTrainer):
     """TRL's ``GRPOTrainer`` with λ-GRPO token weights; same constructor, configured by :class:`LambdaGRPOConfig`.
 
@@ -213,6 +228,9 @@ class LambdaGRPOTrainer(GRPOTrainer):
             bad = _refused_options(cfg)
             if bad:
                 raise ValueError("LambdaGRPOTrainer does not support: " + "; ".join(bad))
+        _check_reference_source(
+            kwargs.get("model", args[0] if args else None), cfg, kwargs.get("peft_config")
+        )
         super().__init__(*args, **kwargs)
         bad = _refused_options(self.args)  # when args was None, TRL built a default GRPOConfig
         if bad:
