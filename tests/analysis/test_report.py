@@ -72,11 +72,11 @@ def test_compare_dir_two_arms_two_seeds(tmp_path):
     grpo = table_row(report, "GRPO")
     assert grpo[1] == "2"
     assert grpo[2] == "0.3500 ± 0.0707"  # mean of 0.30 and 0.40, sample std
-    assert grpo[3] == "7.5 ± 3.5"  # steps 5 and 10
+    assert grpo[3] == "7.5 ± 3.5 s.d. (5, 10)"  # steps 5 and 10: mean 7.5, sample s.d. √12.5 = 3.54
     assert grpo[4] == "0.3000 (10)"  # mean curve 0.10, 0.25, 0.30
     assert grpo[5] == "0.3000"  # final values 0.20 and 0.40
     lam = table_row(report, "λ-GRPO")
-    assert lam[2] == "0.5500 ± 0.0707" and lam[3] == "5.0 ± 0.0" and lam[4] == "0.5500 (5)"
+    assert lam[2] == "0.5500 ± 0.0707" and lam[3] == "5 (all 2 seeds)" and lam[4] == "0.5500 (5)"
     assert lam[6] == "0.1000 → 0.5000"  # only seed 0 has a summary.json; seed 1's arm came from config.yaml
 
     for png in ("curves.png", "prm.png"):
@@ -94,9 +94,9 @@ def test_two_run_dirs_and_errors(tmp_path):
     out = tmp_path / "rep"
     assert main(["report", str(a), str(b), "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
-    assert table_row(report, "GRPO")[2:4] == ["0.3000", "5.0"]
-    assert table_row(report, "λ-GRPO")[2:4] == ["0.5000", "5.0"]
-    assert re.search(r"\| λ-GRPO \| 3 \| `.*b` \| 0\.1000 → 0\.5000 \| 12 \|", report)
+    assert table_row(report, "GRPO")[2:4] == ["0.3000", "5"]  # one seed: no ±, an integer step
+    assert table_row(report, "λ-GRPO")[2:4] == ["0.5000", "5"]
+    assert re.search(r"\| λ-GRPO \| 3 \| `.*b` \| 0\.1000 → 0\.5000 \| – \| – \| 12 \|", report)
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -116,7 +116,7 @@ def test_a_live_run_with_a_cut_last_line_is_reported(tmp_path):
     out = tmp_path / "rep"
     with pytest.warns(UserWarning, match=r"metrics\.jsonl:\d+: the last line was cut"):
         assert main(["report", str(a), "--out", str(out)]) == 0
-    assert table_row((out / "report.md").read_text(), "GRPO")[2:4] == ["0.3000", "5.0"]  # not 0.9 at step 11
+    assert table_row((out / "report.md").read_text(), "GRPO")[2:4] == ["0.3000", "5"]  # not 0.9 at step 11
     metrics.write_text('{"step": 0, "rew\n' + whole)
     with pytest.raises(SystemExit, match=r"metrics\.jsonl:1: not valid JSON"):
         main(["report", str(a), "--out", str(out)])
@@ -150,3 +150,87 @@ def test_curves_show_the_raw_series_faintly_under_its_moving_average(tmp_path):
     _plot_key(ax, {"GRPO": runs}, {"GRPO": "C0"}, "reward", smooth=1)  # raw only
     assert len(ax.get_lines()) == 1 and list(ax.get_lines()[0].get_ydata()) == pytest.approx(mean)
     plt.close(fig)
+
+
+def _figure(arms: dict, key: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    _plot_key(ax, arms, {a: f"C{i}" for i, a in enumerate(arms)}, key, smooth=1)
+    return fig, ax
+
+
+def test_equal_curves_stay_visible_and_the_legend_says_so(tmp_path):
+    """Two arms with the very same metrics: drawn in different line styles and markers, the second labelled as equal
+    to the first; arms that differ are not labelled equal."""
+    import matplotlib.pyplot as plt
+
+    same = {0: 0.1, 5: 0.3, 10: 0.2}
+    grpo = load_run(write_run(tmp_path / "grpo-seed0", "grpo", 0, same))
+    lam = load_run(write_run(tmp_path / "lambda-seed0", "lambda", 0, same))
+    fig, ax = _figure({"GRPO": [grpo], "λ-GRPO": [lam]}, "eval/accuracy")
+    a, b = ax.get_lines()
+    assert list(a.get_ydata()) == list(b.get_ydata())  # the case: equal curves
+    assert (a.get_linestyle(), a.get_marker()) != (b.get_linestyle(), b.get_marker())
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["GRPO (n=1)", "λ-GRPO (n=1), equal to GRPO"]
+    plt.close(fig)
+    other = load_run(write_run(tmp_path / "lambda-seed1", "lambda", 1, {0: 0.1, 5: 0.4, 10: 0.2}))
+    fig, ax = _figure({"GRPO": [grpo], "λ-GRPO": [other]}, "eval/accuracy")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["GRPO (n=1)", "λ-GRPO (n=1)"]
+    plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    ("key", "values", "lo", "hi"),
+    [
+        # seeds 0.0 and 0.2: mean 0.1, s.d. 0.141, so mean - s.d. < 0 for a fraction
+        ("eval/accuracy", (0.0, 0.2), 0.0, 0.1 + 0.02**0.5),
+        # seeds 0.9 and 1.0: mean + s.d. = 1.02 > 1
+        ("eval/accuracy", (0.9, 1.0), 0.95 - 0.005**0.5, 1.0),
+        ("prm/flat_fraction", (0.0, 0.2), 0.0, 0.1 + 0.02**0.5),
+        # a reward is clipped to the range of the values seen
+        ("reward", (0.0, 0.2), 0.0, 0.2),
+    ],
+)
+def test_bands_stay_in_the_range_the_quantity_can_take(tmp_path, key, values, lo, hi):
+    import matplotlib.pyplot as plt
+
+    runs = []
+    for seed, v in enumerate(values):
+        path = tmp_path / f"grpo-seed{seed}"
+        path.mkdir()
+        (path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, key: v}) + "\n" for s in (1, 2)))
+        (path / "config.yaml").write_text(f"seed: {seed}\nweighting: uniform\n")
+        runs.append(load_run(path))
+    fig, ax = _figure({"GRPO": runs}, key)
+    (band,) = ax.collections
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(lo) and ys.max() == pytest.approx(hi)
+    plt.close(fig)
+
+
+def test_peak_steps_read_as_integers_and_a_trainer_run_without_accuracy_says_so(tmp_path):
+    """Three seeds that all peak at step 0 print "0 (all 3 seeds)", not "0.0 ± 0.0"; a run that logged no
+    eval/accuracy (a LambdaGRPOTrainer output_dir: metrics.jsonl and trainer_config.json) gets a row that says so."""
+    cmp = tmp_path / "cmp"
+    for seed in range(3):
+        write_run(cmp / f"grpo-seed{seed}", "grpo", seed, {0: 0.5, 5: 0.2, 10: 0.1})
+    trl_dir = tmp_path / "trl_out"
+    trl_dir.mkdir()
+    lines = [{"step": s, "reward": 0.1 * s, "prm/path_depth_mean": 1.5, "epoch": 0.1} for s in (1, 2, 3)]
+    (trl_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (trl_dir / "trainer_config.json").write_text(
+        json.dumps({"weighting": "lambda", "lambda_power": 1.0, "seed": 7})
+    )
+    out = tmp_path / "rep"
+    assert main(["report", str(cmp), str(trl_dir), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert table_row(report, "GRPO")[2:4] == ["0.5000 ± 0.0000", "0 (all 3 seeds)"]
+    row = table_row(report, "λ-GRPO")
+    assert row[1:3] == ["0", "no held-out accuracy logged"]
+    assert "No run of λ-GRPO logged held-out accuracy" in report
+    assert re.search(r"\| λ-GRPO \| 7 \| `.*trl_out` \| – → – \|", report)

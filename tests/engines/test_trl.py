@@ -624,3 +624,57 @@ def test_rollout_groups_stay_unique_when_one_step_sees_several_generation_batche
     assert all(
         len(v) == args.num_generations and len({x["prompt"] for x in v}) == 1 for v in by_group.values()
     )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# output_dir as a run folder: metrics.jsonl as training goes, resumable, drawn by `lgrpo report`
+
+
+def test_output_dir_holds_the_logged_metrics_once_across_a_resume(tmp_path, tok):
+    """TRL writes its log history only into checkpoints; the trainer appends each logged dict to
+    ``<output_dir>/metrics.jsonl`` (checked against TRL's own ``log_history``), and a run resumed from an earlier
+    checkpoint drops what the first run logged past it, so every step is there once."""
+    args = LambdaGRPOConfig(
+        **base_args(
+            str(tmp_path), max_steps=3, save_strategy="steps", save_steps=1, rollout_log=True, top_k=2
+        )
+    )
+    first = build_trainer(tok, args)
+    first.train()
+    history = [h for h in first.state.log_history if "train_runtime" not in h]
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3]
+    for line, h in zip(lines, history):
+        assert line.keys() == h.keys() and line["step"] == h["step"]
+        for k, v in h.items():
+            assert line[k] == pytest.approx(v, nan_ok=True), k
+    assert {"reward", "prm/path_depth_mean", "prm/flat_fraction"} <= lines[0].keys()
+    config = json.loads((tmp_path / "trainer_config.json").read_text())
+    assert (config["weighting"], config["lambda_power"], config["seed"]) == ("lambda", 1.0, 0)
+
+    # as if the first run had been killed after step 3 and restarted from checkpoint-1
+    second = build_trainer(tok, args)
+    second.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3]
+    assert lines[0]["reward"] == pytest.approx(history[0]["reward"])  # step 1 is the first run's line
+    rollouts = [json.loads(x)["step"] for x in (tmp_path / "rollouts.jsonl").read_text().splitlines()]
+    assert sorted(rollouts) == [s for s in (1, 2, 3) for _ in range(args.generation_batch_size)]
+
+    # a fresh run in the same output_dir starts the file anew
+    build_trainer(tok, LambdaGRPOConfig(**base_args(str(tmp_path), max_steps=1, top_k=2))).train()
+    assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1]
+
+
+def test_report_draws_a_trainer_output_dir(tmp_path, tok):
+    from lgrpo.cli import main
+
+    out = tmp_path / "grpo"
+    args = LambdaGRPOConfig(**base_args(str(out), max_steps=2, weighting="uniform", top_k=2))
+    build_trainer(tok, args).train()
+    assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| GRPO |" in report and "no held-out accuracy logged" in report
+    assert (tmp_path / "report" / "curves.png").is_file() and (tmp_path / "report" / "prm.png").is_file()
+    peaks = json.loads((tmp_path / "report" / "report.json").read_text())["peaks"]
+    assert peaks[0]["arm"] == "GRPO" and peaks[0]["seeds_with_eval"] == 0

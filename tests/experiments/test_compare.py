@@ -1,4 +1,6 @@
+import argparse
 import json
+import time
 
 import pytest
 
@@ -12,9 +14,24 @@ def test_compare_one_seed(tmp_path, monkeypatch, tiny):
 
     sft_calls = []
     real_sft = train_mod.sft
-    monkeypatch.setattr(train_mod, "sft", lambda *a, **k: (sft_calls.append(1), real_sft(*a, **k))[1])
+
+    def slow_sft(
+        *a, **k
+    ):  # a warm start that takes at least 1.5 s: its time must not land in an arm's RL time
+        sft_calls.append(1)
+        time.sleep(1.5)
+        return real_sft(*a, **k)
+
+    monkeypatch.setattr(train_mod, "sft", slow_sft)
     result = compare_mod.compare(cfg, tmp_path, n_seeds=1)
     assert len(sft_calls) == 1  # the warm start is shared by both arms of a seed
+    first, second = (
+        json.loads((tmp_path / f"{a}-seed0" / "summary.json").read_text()) for a in ("grpo", "lambda")
+    )
+    assert first["seconds_warm_start"] >= 1.5 and second["seconds_warm_start"] == 0.0
+    for summary in (first, second):
+        assert 0 < summary["seconds_rl"] <= summary["seconds"] - summary["seconds_warm_start"]
+    assert result["warm_start_seconds"] == {"0": first["seconds_warm_start"]}
     data = json.loads((tmp_path / "comparison.json").read_text())
     assert data == json.loads(json.dumps(result))
     assert set(data["arms"]) == {"grpo", "lambda"}
@@ -42,3 +59,29 @@ def test_compare_one_seed(tmp_path, monkeypatch, tiny):
 def test_stats():
     s = compare_mod._stats([0.2, 0.4])
     assert abs(s["mean"] - 0.3) < 1e-12 and abs(s["sem"] - 0.1) < 1e-12
+
+
+def test_printed_spread_is_labelled_and_warm_start_is_apart(monkeypatch, capsys):
+    result = {
+        "arms": {
+            "grpo": {
+                "runs": 2,
+                "accuracy_before": {"mean": 0.3, "sem": 0.0},
+                "accuracy_after": {"mean": 0.7, "sem": 0.02},
+                "seconds_rl": {"mean": 80.0, "sem": 1.0},
+            },
+            "lambda": {
+                "runs": 1,
+                "accuracy_before": {"mean": 0.3},
+                "accuracy_after": {"mean": 0.8, "sem": None},
+            },
+        },
+        "warm_start_seconds": {"0": 90.0, "1": 91.0},
+    }
+    monkeypatch.setattr(compare_mod, "compare", lambda *a, **k: result)
+    args = argparse.Namespace(seeds=2, overrides=[], config=None, out="OUT", max_steps=None)
+    assert compare_mod.run(args) == 0
+    out = capsys.readouterr().out
+    assert "grpo: accuracy 0.300 -> 0.700 ± 0.020 (mean ± s.e.m.) over 2 seed(s); RL 80 s per run" in out
+    assert "lambda: accuracy 0.300 -> 0.800 over 1 seed(s)\n" in out
+    assert "warm start (shared by both arms): seed 0 90 s, seed 1 91 s" in out

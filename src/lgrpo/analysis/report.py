@@ -1,8 +1,10 @@
 """``lgrpo report RUN_DIR…``: overlay runs of ``lgrpo train`` / ``lgrpo compare`` in one Markdown report.
 
-Each argument is a run directory (``metrics.jsonl`` plus ``summary.json`` or ``config.yaml``) or a ``lgrpo compare``
-output directory, whose ``<arm>-seed<S>/`` run directories are all taken. Runs are grouped into arms by
-``weighting`` and ``lambda_power`` (from ``summary.json``, else ``config.yaml``, else the directory name); seeds of
+Each argument is a run directory (``metrics.jsonl`` plus ``summary.json`` or ``config.yaml``), a ``LambdaGRPOTrainer``
+``output_dir`` (``metrics.jsonl`` plus ``trainer_config.json``, :class:`lgrpo.engines.trl.RunFolderLog`) or a
+``lgrpo compare`` output directory, whose ``<arm>-seed<S>/`` run directories are all taken. Runs are grouped into arms by
+``weighting`` and ``lambda_power`` (from ``summary.json``, else ``config.yaml`` or ``trainer_config.json``, else the
+directory name); seeds of
 an arm are drawn as their mean with a band of ± one standard deviation over seeds (where at least two seeds logged
 that step). Written to ``--out``: ``report.md``, ``curves.png`` (reward and held-out accuracy over steps) and
 ``prm.png`` (the ``prm/*`` curves).
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from lgrpo.experiments.run_folder import CONFIG, METRICS, SUMMARY, read_metrics
+from lgrpo.experiments.run_folder import CONFIG, METRICS, SUMMARY, TRAINER_CONFIG, read_metrics
 
 __all__ = [
     "Run",
@@ -55,7 +57,7 @@ class Run:
 
 
 def _is_run(path: Path) -> bool:
-    return (path / METRICS).is_file() and ((path / SUMMARY).is_file() or (path / CONFIG).is_file())
+    return (path / METRICS).is_file() and any((path / f).is_file() for f in (SUMMARY, CONFIG, TRAINER_CONFIG))
 
 
 def discover_runs(paths: list[str | Path]) -> list[Path]:
@@ -70,8 +72,9 @@ def discover_runs(paths: list[str | Path]) -> list[Path]:
         subs = sorted(d for d in p.iterdir() if d.is_dir() and RUN_DIR_RE.match(d.name) and _is_run(d))
         if not subs:
             raise SystemExit(
-                f"RUN_DIR: {p} is not a run directory (needs metrics.jsonl and summary.json or config.yaml) and "
-                "holds no <arm>-seed<S>/ run directories of `lgrpo compare`"
+                f"RUN_DIR: {p} is not a run directory (needs metrics.jsonl and summary.json or config.yaml; or, "
+                "from a LambdaGRPOTrainer output_dir, metrics.jsonl and trainer_config.json) and holds no "
+                "<arm>-seed<S>/ run directories of `lgrpo compare`"
             )
         out.extend(subs)
     seen: set[Path] = set()
@@ -115,6 +118,11 @@ def load_run(path: Path) -> Run:
             config = yaml.safe_load((path / "config.yaml").read_text())
         except yaml.YAMLError as e:
             raise SystemExit(f"RUN_DIR: {path / 'config.yaml'} is not valid YAML ({e})") from None
+    elif (path / TRAINER_CONFIG).is_file():  # a LambdaGRPOTrainer output_dir
+        try:
+            config = json.loads((path / TRAINER_CONFIG).read_text())
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"RUN_DIR: {path / TRAINER_CONFIG} is not valid JSON ({e.msg})") from None
 
     def info(key: str) -> Any:
         return summary[key] if key in summary else _find_key(config, key)
@@ -127,7 +135,7 @@ def load_run(path: Path) -> Run:
         seed = int(m["seed"])
     if weighting is None:
         raise SystemExit(
-            f"RUN_DIR: {path}: no `weighting` in summary.json or config.yaml, so its arm is unknown"
+            f"RUN_DIR: {path}: no `weighting` in summary.json, config.yaml or {TRAINER_CONFIG}, so its arm is unknown"
         )
 
     metrics: dict[str, dict[int, float]] = defaultdict(dict)
@@ -186,6 +194,7 @@ def peak_table(arms: dict[str, list[Run]], key: str = ACCURACY) -> list[dict[str
                 peak_std=float(peaks[:, 0].std(ddof=1)) if len(seeded) > 1 else None,
                 peak_step_mean=float(peaks[:, 1].mean()),
                 peak_step_std=float(peaks[:, 1].std(ddof=1)) if len(seeded) > 1 else None,
+                peak_steps=[int(x) for x in peaks[:, 1]],
                 mean_curve_peak=float(mean[k]),
                 mean_curve_peak_step=int(steps[k]),
                 final_mean=float(np.mean(finals)),
@@ -207,51 +216,78 @@ def smooth_window(smooth: int, n: int) -> int:
     return smooth if smooth > 0 else max(1, round(n / 20))
 
 
+# one line style and marker per arm, so that equal curves stay visible (a dashed line over a solid one)
+STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
+FRACTION_WORDS = ("accuracy", "fraction", "proportion", "ratio")
+
+
+def valid_range(key: str, values: np.ndarray) -> tuple[float | None, float | None]:
+    """The range the ``±`` band of ``key`` is clipped to: ``[0, 1]`` for accuracies, fractions, proportions and
+    ratios; ``[0, ∞)`` for the other ``prm/*`` statistics (depths, sizes); else the range of the observed
+    ``values`` (a reward: a mean ± s.d. of values in ``[lo, hi]`` is drawn within ``[lo, hi]``)."""
+    name = key.rsplit("/", 1)[-1]
+    if any(w in name for w in FRACTION_WORDS):
+        return 0.0, 1.0
+    if key.startswith("prm/"):
+        return 0.0, None
+    return (float(values.min()), float(values.max())) if values.size else (None, None)
+
+
 def _plot_key(ax: Any, arms: dict[str, list[Run]], colors: dict[str, str], key: str, smooth: int = 1) -> bool:
-    """The arms' mean curves of ``key`` with a ± std band; with a window > 1 (:func:`smooth_window`) the raw mean is
-    drawn faintly under its trailing mean."""
-    drawn = False
-    for arm, runs in arms.items():
+    """The arms' mean curves of ``key`` with a ± s.d. band clipped to :func:`valid_range`; with a window > 1
+    (:func:`smooth_window`) the raw mean is drawn faintly under its trailing mean. Each arm has its own line style
+    and marker; an arm whose curve equals an earlier arm's says so in the legend."""
+    drawn: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    values = np.array([v for runs in arms.values() for r in runs for v in r.metrics.get(key, {}).values()])
+    lo, hi = valid_range(key, values)
+    for i, (arm, runs) in enumerate(arms.items()):
         steps, mean, std, _ = arm_curve(runs, key)
         if not steps.size:
             continue
         c = colors[arm]
+        style, marker = STYLES[i % len(STYLES)]
+        same = [a for a, (s, m) in drawn.items() if np.array_equal(s, steps) and np.array_equal(m, mean)]
+        drawn[arm] = (steps, mean)
         window = smooth_window(smooth, steps.size)
         if window > 1:
             from lgrpo.analysis.analyze import _rolling
 
-            ax.plot(steps, mean, color=c, lw=0.8, alpha=0.3)  # the raw series
+            ax.plot(steps, mean, color=c, ls=style, lw=0.8, alpha=0.3)  # the raw series
             mean, std = _rolling(mean, window), _rolling(std, window)
         nseeds = len({r.seed for r in runs if r.metrics.get(key)})
+        label = f"{arm} (n={nseeds})" + (f", equal to {same[0]}" if same else "")
         ax.plot(
             steps,
             mean,
             color=c,
+            ls=style,
             lw=1.8,
-            marker="o" if steps.size <= 30 else None,
-            ms=3,
-            label=f"{arm} (n={nseeds})",
+            marker=marker if steps.size <= 30 else None,
+            ms=4 if same else 3,
+            mfc="none" if same else c,  # hollow markers over an equal curve's filled ones
+            label=label,
         )
         band = ~np.isnan(std)
         if band.any():
+            below, above = mean - np.where(band, std, 0), mean + np.where(band, std, 0)
             ax.fill_between(
                 steps,
-                mean - np.where(band, std, 0),
-                mean + np.where(band, std, 0),
+                below if lo is None else np.maximum(below, lo),
+                above if hi is None else np.minimum(above, hi),
                 where=band,
                 color=c,
                 alpha=0.18,
                 lw=0,
             )
-        drawn = True
     ax.set_title(key, fontsize=10)
     ax.set_xlabel("step")
+    ax.xaxis.get_major_locator().set_params(integer=True)  # steps are integers
     ax.grid(alpha=0.3)
     if drawn:
         ax.legend(frameon=False, fontsize=8)
     else:
         ax.text(0.5, 0.5, f"no {key} logged", ha="center", va="center", transform=ax.transAxes, color="0.4")
-    return drawn
+    return bool(drawn)
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -262,6 +298,14 @@ def _pm(mean: float | None, std: float | None, digits: int = 4) -> str:
     if mean is None:
         return "–"
     return _fmt(mean, digits) + ("" if std is None else f" ± {std:.{digits}f}")
+
+
+def peak_steps_text(steps: list[int]) -> str:
+    """The steps at which each seed peaked, as read in a table: ``5`` (one seed), ``5 (all 3 seeds)``, or
+    ``7.5 ± 3.5 s.d. (5, 10)`` (mean ± sample s.d. over seeds, then each seed's step)."""
+    if len(set(steps)) == 1:
+        return str(steps[0]) + (f" (all {len(steps)} seeds)" if len(steps) > 1 else "")
+    return f"{np.mean(steps):g} ± {np.std(steps, ddof=1):.1f} s.d. ({', '.join(map(str, steps))})"
 
 
 def write_report(runs: list[Run], out: Path, smooth: int = 0) -> Path:
@@ -305,38 +349,62 @@ def write_report(runs: list[Run], out: Path, smooth: int = 0) -> Path:
 
     table = peak_table(arms)
     lines = ["# lgrpo run report", ""]
-    lines += ["| arm | seed | run | accuracy before → after | seconds |", "|---|---|---|---|---|"]
+    lines += [
+        "| arm | seed | run | accuracy before → after | warm start (s) | RL (s) | total (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for arm, rs in arms.items():
         for r in rs:
             before, after = r.summary.get("accuracy_before"), r.summary.get("accuracy_after")
-            secs = r.summary.get("seconds")
+            secs = [r.summary.get(k) for k in ("seconds_warm_start", "seconds_rl", "seconds")]
             lines.append(
                 f"| {arm} | {'–' if r.seed is None else r.seed} | `{r.path}` | "
                 f"{_fmt(before) if isinstance(before, (int, float)) else '–'} → "
                 f"{_fmt(after) if isinstance(after, (int, float)) else '–'} | "
-                f"{f'{secs:.0f}' if isinstance(secs, (int, float)) else '–'} |"
+                + " | ".join(f"{x:.0f}" if isinstance(x, (int, float)) else "–" for x in secs)
+                + " |"
             )
+    lines += [
+        "",
+        "Warm start: the supervised warm start this run computed (0 where it reused one: `lgrpo compare` computes a "
+        "seed's warm start once, in whichever arm runs first); RL: the RL training loop; total: the whole command, "
+        "with model loading and held-out evaluations.",
+    ]
     lines += ["", f"## Peak held-out accuracy (`{ACCURACY}`)", ""]
     lines += [
-        "Per seed: the highest accuracy and the first step reaching it; mean ± std over seeds. "
-        "“Mean curve” is the peak of the seed-averaged curve.",
+        "Per seed: the highest accuracy and the first step reaching it; ± is one sample standard deviation (s.d.) "
+        "over seeds, absent for one seed. “Mean curve” is the peak of the seed-averaged curve.",
         "",
-        "| arm | seeds | peak accuracy | step at peak | mean-curve peak (step) | final accuracy | summary before → after |",
+        "| arm | seeds | peak accuracy (mean ± s.d.) | step at peak | mean-curve peak (step) | final accuracy "
+        "| summary before → after |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in table:
         if row["seeds_with_eval"]:
             lines.append(
                 f"| {row['arm']} | {row['seeds_with_eval']} | {_pm(row['peak_mean'], row['peak_std'])} | "
-                f"{_pm(row['peak_step_mean'], row['peak_step_std'], 1)} | "
+                f"{peak_steps_text(row['peak_steps'])} | "
                 f"{_fmt(row['mean_curve_peak'])} ({row['mean_curve_peak_step']}) | {_fmt(row['final_mean'])} | "
                 f"{_fmt(row['accuracy_before'])} → {_fmt(row['accuracy_after'])} |"
             )
         else:
             lines.append(
-                f"| {row['arm']} | 0 | – | – | – | – | {_fmt(row['accuracy_before'])} → {_fmt(row['accuracy_after'])} |"
+                f"| {row['arm']} | 0 | no held-out accuracy logged | – | – | – | "
+                f"{_fmt(row['accuracy_before'])} → {_fmt(row['accuracy_after'])} |"
             )
-    band = "mean over seeds, band ± 1 std over seeds" + (
+    missing = [row["arm"] for row in table if not row["seeds_with_eval"]]
+    if missing:
+        lines += [
+            "",
+            f"No run of {', '.join(missing)} logged held-out accuracy (`{ACCURACY}`), so there is no peak to "
+            "report for it: `lgrpo train` measures it every `eval.every` steps; a `LambdaGRPOTrainer` logs it only "
+            "where your own code adds it to the logs.",
+        ]
+    band = (
+        "mean over seeds, band ± 1 s.d. over seeds clipped to the range the quantity can take ([0, 1] for accuracy "
+        "and fractions, ≥ 0 for the other prm/*, the observed range for reward); each arm has its own line style "
+        "and marker, so equal curves stay visible, and the legend names an arm whose curve equals another's"
+    ) + (
         "; reward and prm/*: faint, the raw series; solid, its trailing mean over "
         + (f"{smooth} points" if smooth > 1 else "about a twentieth of the steps (`--smooth`)")
         if smooth != 1
@@ -396,8 +464,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(runs)} runs → {path}")
     for row in peak_table({r.arm: [x for x in runs if x.arm == r.arm] for r in runs}):
         if row["seeds_with_eval"]:
+            n = row["seeds_with_eval"]
             print(
-                f"  {row['arm']}: peak {ACCURACY} {row['peak_mean']:.4f} at step {row['peak_step_mean']:.1f} "
-                f"(mean over {row['seeds_with_eval']} seeds)"
+                f"  {row['arm']}: peak {ACCURACY} {_pm(row['peak_mean'], row['peak_std'])}"
+                + (f" (mean ± s.d. over {n} seeds)" if n > 1 else " (1 seed)")
+                + f", at step {peak_steps_text(row['peak_steps'])}"
             )
     return 0

@@ -44,19 +44,20 @@ from torch import Tensor
 try:
     import trl
     from accelerate.utils import gather_object
-    from transformers import StoppingCriteriaList, TrainingArguments
+    from transformers import StoppingCriteriaList, TrainerCallback, TrainingArguments
     from trl import GRPOConfig, GRPOTrainer
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
         f"lgrpo.engines.trl needs trl>=1.16 and accelerate: pip install 'lgrpo[trl]' ({e})"
     ) from e
 
+from lgrpo.experiments.run_folder import TRAINER_CONFIG, RunFolder, write_json
 from lgrpo.objectives import LOSS_TYPES, lambda_weights, policy_loss
 from lgrpo.packing import check_packable, pack_groups, packed_logps, packing_pays, pair_cost
 from lgrpo.process import process_blocks, tree_stats
 from lgrpo.tasks.math_answers import BoxedStoppingCriteria, cut_after_boxed
 
-__all__ = ["ALLOWED_OPTIONS", "WEIGHTINGS", "LambdaGRPOConfig", "LambdaGRPOTrainer"]
+__all__ = ["ALLOWED_OPTIONS", "WEIGHTINGS", "LambdaGRPOConfig", "LambdaGRPOTrainer", "RunFolderLog"]
 
 if tuple(int(x) for x in trl.__version__.split(".")[:2] if x.isdigit()) < (1, 16):  # pragma: no cover
     raise ImportError(
@@ -77,6 +78,9 @@ class LambdaGRPOConfig(GRPOConfig):
         log_prm_stats: log ``prm/flat_fraction``, ``prm/path_depth_mean``, ``prm/intermediate_proportion_mean`` and
             ``prm/process_set_size_mean`` for every generation batch.
         rollout_log: append one JSON line per completion to ``<output_dir>/rollouts.jsonl`` (docs/rollout_log.md).
+
+    Whatever the options, ``output_dir`` is kept a run folder that ``lgrpo report`` draws (:class:`RunFolderLog`):
+    ``metrics.jsonl`` (one line per logged step) and ``trainer_config.json``.
         tree_packing: compute log-probs over each group's process tree, every shared token once (docs/tree_packing.md).
             Exact; each model call falls back to the padded batch when packing is predicted slower or its dense mask
             would exceed ``tree_packing_mask_budget_gb``.
@@ -245,6 +249,8 @@ class LambdaGRPOTrainer(GRPOTrainer):
         self.tree_packing = bool(getattr(self.args, "tree_packing", False))
         if self.tree_packing:
             self._check_tree_packing()
+        # last callback: the line it writes holds what earlier callbacks added to the logs
+        self.add_callback(RunFolderLog())
 
     # ----------------------------------------------------------------------------------------------------------
     # generation: stop after the first box
@@ -520,6 +526,36 @@ class LambdaGRPOTrainer(GRPOTrainer):
             normalizer=normalizer,
         )
         return kl if self.loss_type == "dapo" else kl / accumulation
+
+
+class RunFolderLog(TrainerCallback):
+    """Keeps ``output_dir`` a run folder (:mod:`lgrpo.experiments.run_folder`) as training goes, main process only.
+
+    TRL writes ``trainer_state.json`` (with the log history) only into its checkpoints; this appends each dict the
+    trainer logs to ``<output_dir>/metrics.jsonl`` as ``{"step": global_step, **logs}`` (the end-of-training
+    ``train_runtime`` summary excepted), and writes ``trainer_config.json`` (the arguments, with the ``weighting``
+    and ``lambda_power`` in effect) when training starts. A resumed run first drops the lines past its checkpoint's
+    step (and, with ``rollout_log``, the rollout lines), so no step is logged twice; a fresh run starts the files
+    anew.
+    """
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        folder = RunFolder(args.output_dir, main=state.is_world_process_zero)
+        if not folder.main:
+            return
+        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.trim_to(state.global_step, rollout_log=bool(getattr(args, "rollout_log", False)))
+        config = {
+            **json.loads(args.to_json_string()),
+            "weighting": getattr(args, "weighting", "lambda"),
+            "lambda_power": float(getattr(args, "lambda_power", 1.0)),
+        }
+        write_json(folder.path / TRAINER_CONFIG, config)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "train_runtime" not in logs:
+            folder = RunFolder(args.output_dir, main=state.is_world_process_zero)
+            folder.append_metrics({"step": state.global_step, **logs})
 
 
 def _unique_token_fraction(

@@ -1,10 +1,12 @@
 """``lgrpo compare``: GRPO (``weighting=uniform``) and λ-GRPO on the same seeds, from the same warm start.
 
 Writes ``DIR/<arm>-seed<S>/`` (ordinary ``lgrpo train`` run directories), ``DIR/comparison.json`` (per arm:
-accuracy before/after as mean ± standard error over seeds, and per seed) and ``DIR/comparison.png`` (reward and
-held-out accuracy over steps, one colour per arm); both files are rewritten after every finished run. The warm start of
-a seed is computed once, in ``DIR/sft-seed<S>/``, and shared by both arms. Re-running the same command skips finished
-runs and resumes interrupted ones; a run directory made with another config is an error.
+accuracy before/after as mean ± standard error of the mean (s.e.m.) over seeds, and per seed; the seconds of RL per
+run; per seed the seconds of its warm start) and ``DIR/comparison.png`` (reward and held-out accuracy over steps, one
+colour, line style and marker per arm); both files are rewritten after every finished run. The warm start of a seed is
+computed once, in ``DIR/sft-seed<S>/``, by whichever arm runs first, and shared by both arms: its time is reported
+apart from each arm's RL time. Re-running the same command skips finished runs and resumes interrupted ones; a run
+directory made with another config is an error.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ FLAGS = (
 ARMS = {"grpo": "uniform", "lambda": "lambda"}
 ARM_LABELS = {"grpo": "GRPO (uniform weights)", "lambda": "λ-GRPO (1/|λ| weights)"}
 COLORS = {"grpo": "tab:blue", "lambda": "tab:orange"}
+STYLES = {"grpo": ("-", "o"), "lambda": ("--", "s")}  # equal curves stay visible: dashed over solid
 
 
 def _stats(values: list[float]) -> dict:
@@ -38,15 +41,18 @@ def _stats(values: list[float]) -> dict:
 def write_comparison(out: Path, seeds: list[int], cfg: TrainConfig) -> dict:
     """Aggregate the finished runs under ``out`` into ``comparison.json`` and ``comparison.png`` (written by the main
     process of a multi-process run only)."""
-    result: dict = {"seeds": seeds, "steps": cfg.rl.max_steps, "arms": {}}
+    result: dict = {"seeds": seeds, "steps": cfg.rl.max_steps, "arms": {}, "warm_start_seconds": {}}
     for arm in ARMS:
         per_seed = {}
         for s in seeds:
             summary = RunFolder(out / f"{arm}-seed{s}").read_summary()
             if summary is not None:
                 per_seed[s] = summary
+                warm = summary.get("seconds_warm_start")
+                if warm:  # the arm that computed the seed's shared warm start (the other reused it: 0)
+                    result["warm_start_seconds"][str(s)] = warm
         entry: dict = {"weighting": ARMS[arm], "runs": len(per_seed)}
-        for key in ("accuracy_before", "accuracy_after", "reward_last10pct"):
+        for key in ("accuracy_before", "accuracy_after", "reward_last10pct", "seconds_rl"):
             vals = {s: v[key] for s, v in per_seed.items() if v.get(key) is not None}
             if vals:
                 entry[key] = {**_stats(list(vals.values())), "per_seed": {str(s): v for s, v in vals.items()}}
@@ -73,23 +79,29 @@ def plot(out: Path, seeds: list[int]) -> None:
             lines = RunFolder(out / f"{arm}-seed{s}").read_metrics()
             if not lines:
                 continue
-            label = ARM_LABELS[arm] if i == 0 else None
+            label = f"{ARM_LABELS[arm]}, {'solid' if STYLES[arm][0] == '-' else 'dashed'}" if i == 0 else None
+            ls, marker = STYLES[arm]
             pts = [(line["step"], line["reward"]) for line in lines if "reward" in line]
             if pts:
                 steps, rewards = zip(*pts)
                 window = smooth_window(0, len(rewards))
-                ax_r.plot(steps, rewards, color=COLORS[arm], alpha=0.2, lw=0.8)  # the raw series, faint
+                ax_r.plot(steps, rewards, color=COLORS[arm], ls=ls, alpha=0.2, lw=0.8)  # raw, faint
                 smooth = _rolling(np.array(rewards, dtype=float), window)
-                ax_r.plot(steps, smooth, color=COLORS[arm], alpha=0.9, lw=1.2, label=label)
+                ax_r.plot(steps, smooth, color=COLORS[arm], ls=ls, alpha=0.9, lw=1.2, label=label)
             pts = [(line["step"], line["eval/accuracy"]) for line in lines if "eval/accuracy" in line]
             if pts:
                 steps, acc = zip(*pts)
-                ax_a.plot(steps, acc, color=COLORS[arm], marker="o", ms=3, alpha=0.8, lw=1.2, label=label)
+                fill = COLORS[arm] if arm == "grpo" else "none"  # hollow over filled where they coincide
+                ax_a.plot(
+                    steps, acc, color=COLORS[arm], ls=ls, marker=marker, mfc=fill, ms=4, lw=1.2, label=label
+                )
     ax_r.set(
         title="training reward (faint: per step; solid: moving average)", xlabel="step", ylabel="mean reward"
     )
     ax_a.set(title="held-out greedy accuracy", xlabel="step", ylabel="accuracy")
+    ax_a.set_ylim(-0.02, 1.02)
     for ax in (ax_r, ax_a):
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
@@ -177,11 +189,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for arm, entry in result["arms"].items():
         b, a = entry.get("accuracy_before", {}), entry.get("accuracy_after", {})
-        sem = a.get("sem")
+        sem, rl = a.get("sem"), entry.get("seconds_rl", {}).get("mean")
         print(
             f"{arm:>6}: accuracy {b.get('mean', float('nan')):.3f} -> {a.get('mean', float('nan')):.3f}"
-            + (f" ± {sem:.3f}" if sem is not None else "")
+            + (f" ± {sem:.3f} (mean ± s.e.m.)" if sem is not None else "")
             + f" over {entry['runs']} seed(s)"
+            + (f"; RL {rl:.0f} s per run" if rl is not None else "")
+        )
+    warm = result.get("warm_start_seconds", {})
+    if warm:
+        print(
+            "warm start (shared by both arms): " + ", ".join(f"seed {s} {v:.0f} s" for s, v in warm.items())
         )
     print(f"results in {args.out}/comparison.json and comparison.png")
     return 0

@@ -6,6 +6,7 @@ Layout (docs/training.md)::
     metrics.jsonl     one line per logged step; `eval/accuracy` where held-out accuracy was measured (step 0 = before RL)
     rollouts.jsonl    one line per completion (rl.rollout_log; docs/rollout_log.md)
     summary.json      written last: the run is finished
+    trainer_config.json   in a ``LambdaGRPOTrainer`` ``output_dir``: its arguments (``lgrpo report`` reads the arm)
     sft/              the warm start; sft/sft_done.json is written last
     init/             the initial policy, when TRL needs a path to load the β > 0 reference model from
     final/            the trained model (LoRA adapter or full model) and tokenizer; final/merged/ with model.save_merged
@@ -38,6 +39,7 @@ CKPT_DIR = "checkpoints"
 INIT_DIR = "init"
 FINAL_DIR = "final"  # the trained model: LoRA adapter or full model, plus tokenizer
 MERGED_DIR = "merged"  # inside FINAL_DIR: the LoRA adapter merged into its base (model.save_merged)
+TRAINER_CONFIG = "trainer_config.json"  # LambdaGRPOTrainer writes it into output_dir beside metrics.jsonl
 TRAINER_STATE = "trainer_state.json"  # transformers writes it last into a checkpoint: marks it complete
 _CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -52,6 +54,7 @@ __all__ = [
     "SFT_DIR",
     "SFT_DONE",
     "SUMMARY",
+    "TRAINER_CONFIG",
     "RunFolder",
     "checkpoint_step",
     "config_diff",
@@ -80,6 +83,7 @@ def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def _write_lines(path: Path, lines: list[dict[str, Any]]) -> None:
+    path = path.resolve()  # through a symlink (the engine's view of the run folder's logs): keep the link
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for line in lines:
@@ -270,14 +274,18 @@ class RunFolder:
             print(f"removing {p}: past the resumed step {step}", file=sys.stderr)
             shutil.rmtree(p)
 
-    def link_rollouts(self) -> None:
-        """The engine appends to ``<output_dir>/rollouts.jsonl`` (``output_dir`` = ``checkpoints/``); the run folder
-        keeps the file at its top, and the engine writes through a symlink."""
+    def link_engine_logs(self, rollout_log: bool) -> None:
+        """The engine appends to ``<output_dir>/metrics.jsonl`` and (``rollout_log``) ``<output_dir>/rollouts.jsonl``
+        (``output_dir`` = ``checkpoints/``); the run folder keeps the files at its top, and the engine writes
+        through symlinks."""
         if not self.main:
             return
-        link = self.checkpoints / ROLLOUTS
-        link.parent.mkdir(parents=True, exist_ok=True)
-        self.rollouts.touch()
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(Path("..") / ROLLOUTS)
+        for name, wanted in ((METRICS, True), (ROLLOUTS, rollout_log)):
+            if not wanted:
+                continue
+            link = self.checkpoints / name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            (self.path / name).touch()
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(Path("..") / name)

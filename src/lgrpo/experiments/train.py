@@ -368,11 +368,11 @@ def check_lora_targets(cfg: TrainConfig, model) -> None:
         )
 
 
-def _metrics_callback(folder: RunFolder, task: Task, tokenizer, cfg: TrainConfig, eval_log: dict):
+def _metrics_callback(task: Task, tokenizer, cfg: TrainConfig, eval_log: dict):
     from transformers import TrainerCallback
 
     class MetricsCallback(TrainerCallback):
-        """One JSON line per logged step; held-out accuracy every ``eval.every`` steps rides on the step's line."""
+        """Held-out accuracy every ``eval.every`` steps, added to the step's logged line (which the trainer writes)."""
 
         def __init__(self) -> None:
             self.pending: float | None = None
@@ -385,13 +385,10 @@ def _metrics_callback(folder: RunFolder, task: Task, tokenizer, cfg: TrainConfig
                 control.should_log = True  # the accuracy must land on a line even off the logging grid
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not state.is_world_process_zero or logs is None or "train_runtime" in logs:
-                return
-            line = {"step": state.global_step, **logs}
-            if self.pending is not None:
-                line["eval/accuracy"] = self.pending
+            # the trainer's RunFolderLog, the last callback, writes the line (through checkpoints/metrics.jsonl)
+            if logs is not None and "train_runtime" not in logs and self.pending is not None:
+                logs["eval/accuracy"] = self.pending
                 self.pending = None
-            folder.append_metrics(line)
 
     return MetricsCallback()
 
@@ -464,6 +461,7 @@ def train(
 
     task = build_task(cfg)
     model, tokenizer = build_model(cfg, task)
+    seconds_warm_start = 0.0  # reused or none: lgrpo compare's second arm reuses the seed's warm start
     check_lora_targets(cfg, model)  # PEFT would only tell when the trainer is built, after the warm start
     if task.solutions and cfg.sft.steps > 0:
         if reuse_sft:
@@ -472,7 +470,9 @@ def train(
         else:
             # every process trains the same warm start (same seed, same batches), so none waits long at the barrier
             # below (a collective's time-out); the main process's copy is saved and loaded by all
+            t_sft = time.time()
             sft(model, tokenizer, task, cfg, sft_path if folder.main else None)
+            seconds_warm_start = time.time() - t_sft
         state.wait_for_everyone()
         model, tokenizer = load_sft(sft_path, cfg)
     if cfg.rl.beta != 0.0 and cfg.model.lora_r == 0 and not getattr(model.config, "_name_or_path", ""):
@@ -487,8 +487,7 @@ def train(
     if stale and folder.main:
         folder.write_metrics([])
     folder.trim_to(done, cfg.rl.rollout_log)  # what a killed run logged past its checkpoint goes
-    if cfg.rl.rollout_log:
-        folder.link_rollouts()
+    folder.link_engine_logs(cfg.rl.rollout_log)
     state.wait_for_everyone()
     lines = folder.read_metrics()
     before = next((line["eval/accuracy"] for line in lines if line["step"] == 0), None)
@@ -511,13 +510,15 @@ def train(
         train_dataset=Dataset.from_list(task.train_rows()),
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
-        callbacks=[_metrics_callback(folder, task, tokenizer, cfg, eval_log)],
+        callbacks=[_metrics_callback(task, tokenizer, cfg, eval_log)],
     )
     from transformers.trainer_callback import ProgressCallback
 
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(_quiet_progress(eval_log))
+    t_rl = time.time()
     trainer.train(resume_from_checkpoint=str(ckpt) if ckpt is not None else None)
+    seconds_rl = time.time() - t_rl
     state.wait_for_everyone()
     lines = folder.read_metrics()
     after = eval_log.get(cfg.rl.max_steps)
@@ -537,6 +538,8 @@ def train(
         "accuracy_before": before,
         "accuracy_after": after,
         "seconds": round(time.time() - t0, 1),
+        "seconds_warm_start": round(seconds_warm_start, 1),
+        "seconds_rl": round(seconds_rl, 1),
         "weighting": cfg.rl.weighting,
         "lambda_power": cfg.rl.lambda_power,
         "seed": cfg.seed,
