@@ -35,11 +35,14 @@ def assert_self_contained(html: str) -> None:
     assert "<link" not in html.lower() and "@import" not in html
 
 
+TEXTS = ["12+3=15", "12+3=15", "12+3=16", "12*3=36", "1+2=3", "99", "12+3=1", "2<3 </script>"]
+
+
 def write_run(tmp_path: Path) -> Path:
     """A run whose step 3 has group 5: eight char-level completions (EOS-terminated) with shared prefixes."""
     run = tmp_path / "run"
     run.mkdir()
-    texts = ["12+3=15", "12+3=15", "12+3=16", "12*3=36", "1+2=3", "99", "12+3=1", "2<3 </script>"]
+    texts = TEXTS
     rewards = [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, None, 0.0]
     lines = [
         {
@@ -282,3 +285,34 @@ def test_repeated_step_draws_last_block(tmp_path, capsys):
     data = page_data(out.read_text())
     assert [c["text"] for c in data["completions"]] == ["xy", "xy", "q"]
     assert "appears in 2 separate blocks" in capsys.readouterr().err
+
+
+@pytest.mark.browser
+def test_screenshot_holds_the_whole_page_and_weight_bars_are_filled_by_weight(tmp_path, chromium):
+    """`inspect --screenshot` of a group of eight completions: the picture is taller than the old fixed 1100 px cut
+    and ends in the page's bottom margin (the last strip, y8, is in it); each token's λ-GRPO bar is filled over
+    100/|λ| % of its width (|λ| counted here from the completions), at full colour rather than faded."""
+    run = write_run(tmp_path)
+    html, png = tmp_path / "page.html", tmp_path / "page.png"
+    assert (
+        main(
+            ["inspect", str(run), "--step", "3", "--group", "5", "--out", str(html), "--screenshot", str(png)]
+        )
+        == 0
+    )
+    px = png_pixels(png)
+    assert px.shape[0] > 1100
+    background = np.array([0xF6, 0xF7, 0xF9])
+    assert (px[-8:] == background).all(), "the picture ends inside the page, not in its bottom margin"
+    assert not (px[-40:-8] == background).all(), "no content just above the bottom margin"
+
+    dom = dump_dom(html)
+    strips = dom[dom.index('id="strips"') :]  # the token bars, not the legend's sample bar
+    fills = [float(x) for x in re.findall(r"var\(--w1\) ([\d.]+)%", strips)]
+    ids = [[ord(c) for c in t] + [EOS] for t in TEXTS]
+    want = []
+    for row in ids:  # |λ(i,t)|: completions sharing the prefix row[: t + 1]
+        want += [100 / sum(len(o) > t and o[: t + 1] == row[: t + 1] for o in ids) for t in range(len(row))]
+    assert fills == pytest.approx(want, rel=1e-3)
+    assert min(fills) < 20  # shared by 8: 12.5 % of the bar, filled at full colour
+    assert "opacity" not in " ".join(re.findall(r'<span class="b"[^>]*>', strips))

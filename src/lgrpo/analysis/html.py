@@ -15,7 +15,8 @@ from typing import Any
 __all__ = ["render_page"]
 
 _CSS = r"""
-:root { --fg:#1d232b; --muted:#5b6673; --line:#d5dbe2; --pos:#2166ac; --neg:#b2182b; --w0:#3a4350; --w1:#e08214; }
+:root { --fg:#1d232b; --muted:#5b6673; --line:#d5dbe2; --pos:#2166ac; --neg:#b2182b; --w0:#3a4350; --w1:#e08214;
+        --track:#e3e7ec; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
        color: var(--fg); background: #f6f7f9; }
@@ -35,7 +36,7 @@ section { margin: 16px 28px; background: #fff; border: 1px solid var(--line); bo
 .scale-labels { display: flex; justify-content: space-between; font-size: 12px; color: var(--muted);
                 font-variant-numeric: tabular-nums; }
 .wkey { display: flex; align-items: center; gap: 8px; margin-top: 6px; font-size: 12px; color: var(--muted); }
-.wkey .b { display: inline-block; width: 26px; height: 7px; border-radius: 2px; }
+.wkey .b { display: inline-block; flex: none; width: 26px; height: 7px; border-radius: 2px; }
 .prompt { white-space: pre-wrap; font: 12px/1.4 ui-monospace, "DejaVu Sans Mono", Menlo, monospace; color: #333;
           max-height: 7.2em; overflow: auto; background: #f3f5f7; padding: 6px 8px; border-radius: 4px; }
 #tree-wrap { overflow: auto; }
@@ -69,9 +70,7 @@ section { margin: 16px 28px; background: #fff; border: 1px solid var(--line); bo
 .tok .tx { font: 14px/1.4 ui-monospace, "DejaVu Sans Mono", Menlo, monospace; padding: 0 2px; text-align: center;
            white-space: pre; border-radius: 2px; }
 .tok .tx.ws { color: #a0a8b2; }
-.tok .b { height: 7px; margin-top: 1px; }
-.tok .b0 { background: var(--w0); }
-.tok .b1 { background: var(--w1); }
+.tok .b { height: 7px; margin-top: 1px; background: var(--track); }
 .tok.hl .tx { outline: 2px solid #111; }
 .sums { font-size: 11.5px; color: var(--muted); margin-top: 3px; }
 .note { color: var(--muted); font-size: 12.5px; margin: 2px 0 8px; }
@@ -167,7 +166,10 @@ _JS = r"""
     tree.append(e);
   });
 
-  // token strips: one chip per token, bars shaded by its GRPO and λ-GRPO weight
+  // token strips: one chip per token, and under it a bar per weight (GRPO, λ-GRPO) filled in proportion to it
+  // over a grey track (weight 1), so a small weight is a short fill rather than a faint one
+  const bar = (w, colour) => { const b = $("span", "b"), p = 100 * Math.min(1, Math.max(0, w || 0));
+    b.style.background = `linear-gradient(to right, ${colour} ${p}%, var(--track) ${p}%)`; return b; };
   const strips = document.getElementById("strips");
   D.completions.forEach(c => {
     const row = $("div", "comp"); row.dataset.comp = c.index;
@@ -185,9 +187,7 @@ _JS = r"""
       const ws = /^\s+$/.test(t.x);
       const tx = $("span", "tx" + (ws ? " ws" : ""), ws ? t.x.replace(/ /g, "·").replace(/\n/g, "↵").replace(/\t/g, "→") : show(t.x));
       tx.style.background = colour(byId[t.node].A);
-      const b0 = $("span", "b b0"), b1 = $("span", "b b1");
-      b0.style.opacity = t.w0; b1.style.opacity = t.w1;
-      e.append(tx, b0, b1);
+      e.append(tx, bar(t.w0, "var(--w0)"), bar(t.w1, "var(--w1)"));
       e.title = `${JSON.stringify(t.x)} (id ${t.id}) · position ${k}\n|λ| = ${t.size} · step ${t.node}\n` +
                 `weight: GRPO ${fmt(t.w0, 3)} · λ-GRPO ${fmt(t.w1, 3)}`;
       toks.append(e);
@@ -251,8 +251,9 @@ _TEMPLATE = """<!DOCTYPE html>
     <div class="scale"></div>
     <div class="scale-labels"><span id="amin"></span><span id="azero">0</span><span id="amax"></span></div>
     <div class="wkey"><span class="b" style="background:var(--w0)"></span><span>GRPO weight (1 per token)</span></div>
-    <div class="wkey"><span class="b" style="background:var(--w1)"></span><span>λ-GRPO weight 1/|λ|<sup>α</sup>
-      (lighter = shared by more completions)</span></div>
+    <div class="wkey"><span class="b" style="background:linear-gradient(to right, var(--w1) 33%, var(--track) 33%)">
+      </span><span>λ-GRPO weight 1/|λ|<sup>α</sup>: the filled share of the bar (here 1/3; grey: the rest up
+      to 1)</span></div>
   </div>
 </section>
 {prompt_section}
@@ -265,7 +266,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <section>
   <h2>Completions: token weights</h2>
   <div class="note">Each token: its text, then a bar for its GRPO weight and a bar for its λ-GRPO weight
-    (opacity = weight); the text is shaded by the PRM-aware advantage A of its step, as in the tree. A gap marks
+    (filled in proportion to the weight, over a grey track that stands for weight 1); the text is shaded by the PRM-aware advantage A of its step, as in the tree. A gap marks
     the start of a new process step.</div>
   <div id="strips"></div>
 </section>
