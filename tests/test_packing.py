@@ -356,6 +356,42 @@ def test_lora():
         assert_close(got, ref, "reference (adapter disabled)")
 
 
+def test_through_a_ddp_wrapper(tmp_path):
+    """``packed_logps`` given the DistributedDataParallel wrapper (1 process, gloo), as the TRL engine passes it:
+    the config is read from the model inside (eager: the float mask in its dtype), the forward goes through the
+    wrapper, and log-probs and gradients equal the bare model's padded batch."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from lgrpo.packing import pair_cost
+
+    model = tiny("qwen2", "eager")
+    prompts, comps = random_groups(random.Random(13), 64, 2, 4, 8)
+    pid, pm, cid, cm = make_batch(prompts, comps)
+    ref = padded_logps(model, pid, pm, cid, cm)[0]
+    adv = torch.randn(cid.shape[0], generator=torch.Generator().manual_seed(2))[:, None]
+    ref_grads = torch.autograd.grad((ref * adv).sum(), list(model.parameters()))
+    packed = pack_groups(pid, pm, cid, cm)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(model)
+        check_packable(ddp)
+        assert pair_cost(ddp) == pair_cost(model) > 0
+        assert packing_pays(packed, (8, 20), ddp) == packing_pays(packed, (8, 20), model)
+        torch.testing.assert_close(model_attention_mask(ddp, packed), packed.attention_mask(torch.float32))
+        calls = []
+        hook = ddp.register_forward_pre_hook(lambda *_: calls.append(1))
+        logp = packed_logps(ddp, packed, cid)[0]
+        hook.remove()
+        assert calls == [1]  # through the wrapper, which synchronises gradients
+        (logp * adv).sum().backward()
+    finally:
+        dist.destroy_process_group()
+    assert_close(logp, ref, "log-probs")
+    for (name, p), rg in zip(model.named_parameters(), ref_grads):
+        assert_close(p.grad, rg, f"grad {name}")
+
+
 def test_check_packable():
     check_packable(tiny("qwen2"))
     with pytest.raises(ValueError, match="attn_implementation"):

@@ -343,8 +343,26 @@ def pack_groups(
 # running a model on a packed batch
 
 
+def _inner_model(model: Any) -> Any:
+    """``model`` without the wrappers accelerate puts around it for several processes (DDP, FSDP, DeepSpeed;
+    ``torch.compile``), which do not carry the model's ``config``: for reading the config only. The forward pass
+    must still go through the wrapper, which synchronises the gradients."""
+    try:
+        from accelerate.utils import extract_model_from_parallel
+    except ImportError:  # no accelerate: only torch's own wrappers can be around it
+        while isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            model = model.module
+        return model
+    return extract_model_from_parallel(model)
+
+
+def _config(model: Any) -> Any:
+    """The model's config, read through any DDP/FSDP/DeepSpeed wrapper."""
+    return _inner_model(model).config
+
+
 def _text_config(model: Any) -> Any:
-    config = model.config
+    config = _config(model)
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
@@ -356,7 +374,7 @@ def check_packable(model: Any) -> None:
     attention layers only, and an attention implementation that takes an arbitrary mask (eager, sdpa,
     flex_attention; not flash attention).
     """
-    config = model.config
+    config = _config(model)
     text = _text_config(model)
     name = getattr(config, "model_type", type(model).__name__)
     if text is not config or getattr(config, "vision_config", None) is not None:
@@ -393,10 +411,11 @@ def model_attention_mask(model: Any, packed: PackedBatch) -> Any:
 
     eager: additive float mask in the model's dtype; sdpa: bool; flex_attention: a ``BlockMask``. Models with
     sliding-window layers (``layer_types``) get the dict ``{"full_attention": M, "sliding_attention": M & window}``;
-    a model with a window on every layer (Mistral style) gets the windowed mask.
+    a model with a window on every layer (Mistral style) gets the windowed mask. ``model`` may be the DDP, FSDP or
+    DeepSpeed wrapper accelerate put around it: the config is read from the model inside.
     """
     text = _text_config(model)
-    attn = getattr(model.config, "_attn_implementation", None) or "eager"
+    attn = getattr(_config(model), "_attn_implementation", None) or "eager"
     layer_types = getattr(text, "layer_types", None)
     window = getattr(text, "sliding_window", None)
     dtype = next(model.parameters()).dtype
@@ -423,7 +442,9 @@ def packed_logps(
     """Per-token log-probs (and entropies) of the completions, from one forward pass over the packed rows.
 
     Args:
-        model: a causal LM (PEFT, DDP or TRL-patched wrappers are fine: it is called as ``model(...)``).
+        model: a causal LM, called as ``model(...)``: pass the model the trainer runs (PEFT, TRL-patched, or the
+            DDP/FSDP/DeepSpeed wrapper that synchronises gradients across processes), never the model unwrapped
+            from it; its config is read through those wrappers (:func:`model_attention_mask`).
         packed: from :func:`pack_groups` on the same completions.
         completion_ids: ``[B, T]`` long, the completions that were packed.
         temperature: logits are divided by it before the softmax (as TRL scores them).
@@ -482,7 +503,7 @@ def pair_cost(model: Any) -> float:
 
     0 for flex attention, whose ``BlockMask`` skips masked blocks; otherwise dense attention pays for every pair.
     """
-    if (getattr(model.config, "_attn_implementation", None) or "eager") == "flex_attention":
+    if (getattr(_config(model), "_attn_implementation", None) or "eager") == "flex_attention":
         return 0.0
     per_token, per_pair, _ = _flops(model)
     return per_pair / per_token
@@ -510,7 +531,7 @@ def packing_pays(
     R, N = packed.input_ids.shape
     B, L = padded_shape
     scored = int(packed.mask.sum())
-    attn = getattr(model.config, "_attn_implementation", None) or "eager"
+    attn = getattr(_config(model), "_attn_implementation", None) or "eager"
     pairs = min(R * N * N, B * L * L) if attn == "flex_attention" else R * N * N
     packed_cost = R * N * per_token + pairs * per_pair + scored * per_head
     padded_cost = B * L * per_token + B * L * L * per_pair + scored * per_head

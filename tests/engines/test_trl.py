@@ -433,13 +433,22 @@ def test_dapo_when_one_generation_batch_spans_two_optimizer_steps(pair, bias_cor
 # (c) two processes whose groups straddle the ranks compute the weights of one process over the whole batch
 
 
-def test_two_process_weights_match_one_process(tmp_path, tok):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """The output folder of one torchrun launch of ``trl_dist_worker.py`` (2 processes, gloo)."""
+    out = tmp_path_factory.mktemp("two_processes")
+    pythonpath = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath}
     port = 29500 + os.getpid() % 1000
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           str(HERE / "trl_dist_worker.py"), str(tmp_path)]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=110)
+           str(HERE / "trl_dist_worker.py"), str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    return out
+
+
+def test_two_process_weights_match_one_process(two_processes, tok):
+    tmp_path = two_processes
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     k = ranks[0]["num_generations"]
     rows = [r["completion_ids"].shape[0] for r in ranks]
@@ -477,6 +486,22 @@ def test_two_process_weights_match_one_process(tmp_path, tok):
         expected = (rewards - rewards.mean()) / (rewards.std() + 1e-4)
         got_adv = torch.tensor([x["advantage"] for x in lines if x["group"] == g])
         torch.testing.assert_close(got_adv, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["full", "lora"])
+def test_two_process_tree_packing_syncs_gradients(two_processes, name):
+    """Tree packing under DDP (2 processes), every model call packed, β > 0, full fine-tune and LoRA: the forward
+    passes go through the DDP wrapper, so the gradients it averaged are equal on both ranks (and not zero)."""
+    logs = [json.loads((two_processes / f"{name}-rank{r}.json").read_text()) for r in range(2)]
+    assert len(logs[0]) == 2 and all(h["packing/packed_fraction"] == 1.0 for h in logs[0])
+    assert logs[0][1]["kl"] > 0  # β > 0 and the policy has moved from the reference
+    for step in (1, 2):
+        a, b = (torch.load(two_processes / f"{name}-rank{r}-step{step}.pt") for r in range(2))
+        assert a.keys() == b.keys() and len(a) > 0
+        assert all(("lora_" in n) == (name == "lora") for n in a)  # LoRA: only the adapter trains
+        for n in a:
+            torch.testing.assert_close(a[n], b[n], rtol=0, atol=0, msg=n)
+        assert sum(float(g.abs().sum()) for g in a.values()) > 0
 
 
 # ----------------------------------------------------------------------------------------------------------------

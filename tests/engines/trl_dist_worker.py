@@ -3,20 +3,34 @@
 Each rank generates and scores one generation batch whose prompt groups straddle the two ranks, and saves its local
 completion ids, mask and λ weights to ``<out>/rank<R>.pt``. The test compares them with a 1-process computation over
 the concatenated batch.
+
+Then it trains two optimizer steps with tree packing on every model call and β > 0, a full fine-tune and with LoRA,
+saving each rank's gradients (after DDP's averaging) to ``<out>/<full|lora>-rank<R>-step<S>.pt`` and its logged
+metrics to ``<out>/<full|lora>-rank<R>.json``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
 import torch
+from transformers import Qwen2ForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from trl_helpers import base_args, build_tokenizer, build_trainer
+from trl_helpers import (
+    SaveGrads,
+    base_args,
+    build_dataset,
+    build_model,
+    build_tokenizer,
+    build_trainer,
+    reward_digits,
+)
 
-from lgrpo.engines.trl import LambdaGRPOConfig
+from lgrpo.engines.trl import LambdaGRPOConfig, LambdaGRPOTrainer
 
 
 def main(out: str) -> None:
@@ -48,7 +62,48 @@ def main(out: str) -> None:
         },
         os.path.join(out, f"rank{acc.process_index}.pt"),
     )
+    if acc.is_main_process:  # β > 0 without PEFT: TRL loads the reference from the policy's folder
+        build_model(tok).save_pretrained(os.path.join(out, "model"))
     acc.wait_for_everyone()
+    for lora in (False, True):
+        train_packed(tok, out, lora)
+
+
+def train_packed(tok, out: str, lora: bool) -> None:
+    """Two optimizer steps, tree packing on every model call, β > 0, an entropy bonus (non-zero gradients even when
+    the rewards of a group are equal); full fine-tune (the reference loaded from the model's folder) or LoRA."""
+    name, rank = ("lora" if lora else "full"), int(os.environ["RANK"])
+    model = Qwen2ForCausalLM.from_pretrained(os.path.join(out, "model"))
+    peft_config = None
+    if lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
+    args = LambdaGRPOConfig(
+        **base_args(
+            os.path.join(out, name),
+            per_device_train_batch_size=4,
+            num_generations=4,
+            top_k=2,
+            max_completion_length=10,
+            beta=0.04,
+            entropy_coef=0.05,
+            tree_packing=True,
+            tree_packing_always=True,
+        )
+    )
+    trainer = LambdaGRPOTrainer(
+        model=model,
+        reward_funcs=reward_digits,
+        args=args,
+        train_dataset=build_dataset(),
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=[SaveGrads(os.path.join(out, name))],
+    )
+    trainer.train()
+    with open(os.path.join(out, f"{name}-rank{rank}.json"), "w") as f:
+        json.dump([h for h in trainer.state.log_history if "loss" in h], f)
 
 
 if __name__ == "__main__":

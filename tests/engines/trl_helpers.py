@@ -4,12 +4,13 @@ process trees are not flat and λ weights differ from 1."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 from datasets import Dataset
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, TrainerCallback
 
 SPECIALS = ["<pad>", "<eos>", "<unk>"]
 CHARS = list("0123456789+=ab")
@@ -97,3 +98,16 @@ def base_args(output_dir: str, **overrides: Any) -> dict[str, Any]:
     )
     args.update(overrides)
     return args
+
+
+class SaveGrads(TrainerCallback):
+    """Saves the gradients of the trainable parameters before every optimizer step to
+    ``<prefix>-rank<R>-step<S>.pt`` (multi-process tests: DDP has averaged them across the ranks by then)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+        rank = int(os.environ.get("RANK", "0"))
+        torch.save(grads, f"{self.prefix}-rank{rank}-step{state.global_step + 1}.pt")

@@ -362,16 +362,36 @@ def test_resume_from_is_checked_before_any_work_and_leaves_overrides_alone(tmp_p
 def test_two_processes_write_one_consistent_run_folder(tmp_path, tiny):
     """`lgrpo train` under torchrun, 2 CPU processes (gloo): one config, one line per step, one summary, one warm
     start, the rollouts of the whole step once; held-out accuracy sharded over the ranks (7 prompts: one rank pads)
-    equals a 1-process evaluation of the same weights."""
-    out = tmp_path / "run"
-    overrides = [*tiny, "data.eval_size=7", "rl.max_steps=2", "rl.save_steps=1", "eval.every=1"]
+    equals a 1-process evaluation of the same weights. Tree packing (on by default) is used on every model call,
+    with β > 0, in a full fine-tune and with LoRA (a second run in the same launch): the gradients DDP averaged are
+    equal on both ranks and not zero."""
+    out, lora_out, grads = tmp_path / "run", tmp_path / "lora", tmp_path / "grads"
+    grads.mkdir()
+    packing = ["rl.tree_packing_always=true", "rl.beta=0.04", "rl.trl.entropy_coef=0.05"]
+    overrides = [*tiny, "data.eval_size=7", "rl.max_steps=2", "rl.save_steps=1", "eval.every=1", *packing]
+    lora = [*tiny, "rl.max_steps=2", "eval.every=0", "rl.save_steps=2", "model.lora_r=4", *packing]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
     port = 29500 + (os.getpid() + 500) % 1000
+    runs = [["--out", str(out), *overrides], ["--out", str(lora_out), *lora]]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           "-m", "lgrpo.cli", "train", "--out", str(out), *overrides]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=170)
+           str(Path(__file__).with_name("train_dist_worker.py")), str(grads), json.dumps(runs)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert proc.stdout.count('"accuracy_after"') == 1  # only the main process reports
+    assert proc.stdout.count('"accuracy_after"') == 2  # only the main process reports, once per run
+
+    import torch
+
+    for run, folder in enumerate((out, lora_out)):
+        lines = [line for line in _lines(folder / rf.METRICS) if "loss" in line]
+        assert len(lines) == 2 and all(line["packing/packed_fraction"] == 1.0 for line in lines)
+        assert all(line["kl"] > 0 for line in lines[1:])  # β > 0: the policy has moved from the reference
+        for step in (1, 2):
+            a, b = (torch.load(grads / f"run{run}-rank{r}-step{step}.pt") for r in range(2))
+            assert a.keys() == b.keys() and len(a) > 0
+            assert all(("lora_" in name) == bool(run) for name in a)  # LoRA: only the adapter trains
+            for name in a:
+                torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+            assert sum(float(g.abs().sum()) for g in a.values()) > 0
 
     cfg = load_config(None, overrides)
     assert to_dict(load_config(out / rf.CONFIG)) == to_dict(cfg)
