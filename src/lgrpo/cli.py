@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -55,8 +56,22 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
+def passive_openmp_wait() -> None:
+    """Let OpenMP's idle threads sleep at once (``OMP_WAIT_POLICY=PASSIVE``) unless the user chose a policy.
+
+    libgomp's default spins a waiting thread for 300,000 rounds before it sleeps; beside another busy process on the
+    same cores the spinning threads take turns from the threads doing work, and an ``lgrpo train`` step ran 5-10×
+    slower than alone (docs/training.md, "Determinism and threads"; ``benchmarks/threads.py``). OpenMP reads the
+    variable once, when torch loads it, so this runs before any subcommand imports torch; a user's own
+    ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is left as it is.
+    """
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    passive_openmp_wait()  # before torch is imported
     if not argv or argv[0] not in COMMANDS:
         _top_parser().parse_args(argv or ["--help"])
         return 2

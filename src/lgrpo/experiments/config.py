@@ -136,7 +136,7 @@ class EvalConfig:
 @dataclass
 class TrainConfig:
     seed: int = field(default=0, metadata={"help": "random seed"})
-    threads: int = 0  # torch intra-op threads; 0 = min(cores, 4) on CPU
+    threads: int = 0  # torch intra-op threads; 0 = min(cores, 4); the CLI sets OMP_WAIT_POLICY=PASSIVE
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)

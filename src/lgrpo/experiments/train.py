@@ -51,6 +51,13 @@ def build_model(cfg: TrainConfig, task: Task | None = None):
 
 
 def set_threads(cfg: TrainConfig) -> int:
+    """Set torch's intra-op thread count: ``cfg.threads``, or min(cores, 4) when it is 0; returns it.
+
+    The ``lgrpo`` command line also lets idle OpenMP threads sleep at once (``OMP_WAIT_POLICY=PASSIVE``, set before
+    torch loads, unless the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``: :func:`lgrpo.cli.passive_openmp_wait`):
+    beside one other busy process on 2 cores a step then took 1.4-1.9× its quiet time instead of 5-11×, for
+    20-25 % of quiet speed (``benchmarks/threads.py``; docs/training.md, "Determinism and threads").
+    """
     import torch
 
     n = cfg.threads or max(1, min(os.cpu_count() or 1, 4))
