@@ -73,40 +73,47 @@ def plot(out: Path, seeds: list[int]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_r, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_r, ax_a) = plt.subplots(1, 2, figsize=(11, 4.3))
+    drawn: dict[str, str] = {}  # arm: legend label
     for arm in ARMS:
-        for i, s in enumerate(seeds):
+        for s in seeds:
             lines = RunFolder(out / f"{arm}-seed{s}").read_metrics()
             if not lines:
                 continue
-            label = f"{ARM_LABELS[arm]}, {'solid' if STYLES[arm][0] == '-' else 'dashed'}" if i == 0 else None
             ls, marker = STYLES[arm]
+            style = "solid, filled circles" if arm == "grpo" else "dashed, hollow squares"
+            drawn[arm] = f"{ARM_LABELS[arm]}: {style}; one line per seed"
             pts = [(line["step"], line["reward"]) for line in lines if "reward" in line]
             if pts:
                 steps, rewards = zip(*pts)
                 window = smooth_window(0, len(rewards))
                 ax_r.plot(steps, rewards, color=COLORS[arm], ls=ls, alpha=0.2, lw=0.8)  # raw, faint
                 smooth = _rolling(np.array(rewards, dtype=float), window)
-                ax_r.plot(steps, smooth, color=COLORS[arm], ls=ls, alpha=0.9, lw=1.2, label=label)
+                ax_r.plot(steps, smooth, color=COLORS[arm], ls=ls, alpha=0.9, lw=1.2)
             pts = [(line["step"], line["eval/accuracy"]) for line in lines if "eval/accuracy" in line]
             if pts:
                 steps, acc = zip(*pts)
                 fill = COLORS[arm] if arm == "grpo" else "none"  # hollow over filled where they coincide
-                ax_a.plot(
-                    steps, acc, color=COLORS[arm], ls=ls, marker=marker, mfc=fill, ms=4, lw=1.2, label=label
-                )
+                ax_a.plot(steps, acc, color=COLORS[arm], ls=ls, marker=marker, mfc=fill, ms=4, lw=1.2)
     ax_r.set(
-        title="training reward (faint: per step; solid: moving average)", xlabel="step", ylabel="mean reward"
+        title="training reward (faint: per step; bold: moving average)", xlabel="step", ylabel="mean reward"
     )
     ax_a.set(title="held-out greedy accuracy", xlabel="step", ylabel="accuracy")
     ax_a.set_ylim(-0.02, 1.02)
     for ax in (ax_r, ax_a):
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
+    if drawn:  # one legend for both panels, below them, so that it hides no curve
+        from matplotlib.lines import Line2D
+
+        keys = [
+            Line2D([], [], color=COLORS[a], ls=STYLES[a][0], marker=STYLES[a][1],
+                   mfc=COLORS[a] if a == "grpo" else "none", label=label)
+            for a, label in drawn.items()
+        ]  # fmt: skip
+        fig.legend(handles=keys, loc="lower center", ncol=2, frameon=False)
     fig.suptitle(f"GRPO vs λ-GRPO, seeds {seeds}")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(out / "comparison.png", dpi=110)
     plt.close(fig)
 
