@@ -1,4 +1,5 @@
-"""JSON Lines input with errors that name the file and the line (rollout logs, metrics, benchmark files, predictions).
+"""JSON Lines input with errors that name the file and the line (rollout logs, metrics, predictions; data files
+through :mod:`lgrpo.data`).
 
 A log is read while it is written or after a kill, so its last line may have been cut mid-write. Such a line (the
 last one, with no newline after it, that does not parse) is dropped with a warning; a bad line anywhere else is an
@@ -39,19 +40,22 @@ def iter_jsonl(
     required: tuple[str, ...] = (),
     label: str = "",
     progress: Callable[[int], None] | None = None,
+    where: str | None = None,
+    allow_cut: bool = True,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Stream ``(1-based line number, object)`` for every non-blank line, each checked by :func:`parse_line`.
 
     A last line without a trailing newline that is not valid JSON was cut mid-write (a live or killed run): it is
-    skipped with a :class:`TruncatedLineWarning`. Any other bad line raises ``ValueError`` naming ``label``, the file
-    and the line. ``progress`` is called with the number of bytes of each line read (for a progress bar).
+    skipped with a :class:`TruncatedLineWarning` (``allow_cut=False``, for input files: an error like any other).
+    Any other bad line raises ``ValueError`` naming ``label``, the file and the line (``where`` replaces both).
+    ``progress`` is called with the number of bytes of each line read (for a progress bar).
     """
-    where = f"{label} {os.fspath(path)}".strip()
+    where = f"{label} {os.fspath(path)}".strip() if where is None else where
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             if progress is not None:
                 progress(len(raw))
-            cut = not raw.endswith(b"\n")  # only the file's last line can lack its newline
+            cut = allow_cut and not raw.endswith(b"\n")  # only the file's last line can lack its newline
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:

@@ -35,7 +35,7 @@ def test_resolve():
 
 def test_empty_local_file_is_a_clear_error(tmp_path):
     (tmp_path / "aime24.jsonl").write_text("\n")
-    with pytest.raises(ValueError, match=r"--data-dir: .*aime24.jsonl holds no problems"):
+    with pytest.raises(ValueError, match=r"--data-dir: .*aime24.jsonl: holds no problems"):
         load_benchmark(BENCHMARKS["aime24"], str(tmp_path))
 
 
@@ -59,7 +59,7 @@ def test_local_file_takes_precedence_and_limit(tmp_path):
 
 def test_bad_local_file(tmp_path):
     (tmp_path / "aime24.jsonl").write_text('{"question": "q", "answer": "1"}\n')
-    with pytest.raises(ValueError, match=r"aime24.jsonl:1: missing field\(s\) problem"):
+    with pytest.raises(ValueError, match=r"aime24.jsonl:1: no field 'problem' \(fields: question, answer\)"):
         load_benchmark(BENCHMARKS["aime24"], str(tmp_path))
 
 

@@ -7,11 +7,12 @@ import math
 
 import pytest
 
+from lgrpo.data import gold_answer
 from lgrpo.experiments.config import load_config
 from lgrpo.models import LoadError, char_tokenizer
 from lgrpo.tasks import TASKS, PromptFormat, Task, build_task, register_task
 from lgrpo.tasks.math_answers import SYSTEM_PROMPT
-from lgrpo.tasks.task import AnswerReward, FormatReward, exact_check, gold_answer, report_unscorable
+from lgrpo.tasks.task import AnswerReward, FormatReward, exact_check, report_unscorable
 
 SMALL = ["data.train_size=12", "data.eval_size=4"]
 
@@ -175,7 +176,10 @@ def test_file_task_gsm8k(tmp_path, capsys):
 def test_file_task_errors_name_the_key(tmp_path):
     _write(tmp_path / "d.jsonl", [{"q": "1+1", "a": "2"}] * 5)
     base = ["data.task=file", f"data.path={tmp_path / 'd.jsonl'}", "data.eval_size=2"]
-    with pytest.raises(LoadError, match=r"data\.problem_field.*'problem'.*fields: q, a"):
+    with pytest.raises(
+        LoadError,
+        match=r"d\.jsonl':1: no field 'problem', 'answer' \(fields: q, a\); name the fields with data\.problem_field",
+    ):
         build_task(load_config(None, base))
     with pytest.raises(LoadError, match=r"data\.path"):
         build_task(load_config(None, ["data.task=file", f"data.path={tmp_path / 'missing.jsonl'}"]))

@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                 rows = task.held_out[: args.limit]
                 data[HELD_OUT] = [{**r, "id": f"{HELD_OUT}/{i}", "row": r} for i, r in enumerate(rows)]
         except (OSError, ValueError) as exc:
-            raise SystemExit(str(exc)) from exc
+            raise SystemExit(f"lgrpo eval: error: {exc}") from None
         prompt_format, check = None, None
         if run_cfg is not None:  # the run's own prompt format and answer check (its held-out evaluation's)
             from lgrpo.tasks.task import PromptFormat, answer_check

@@ -1,17 +1,16 @@
 """The paper's five math benchmarks (METHOD.md §10): where to find them and how to read them.
 
 A local ``DIR/<name>.jsonl`` (one object per line with ``problem`` and ``answer``, optionally ``id``) takes
-precedence over the Hugging Face Hub. The Hub ids, splits and field names below are the public copies most papers
+precedence over the Hugging Face Hub; it and any ``NAME=FILE`` benchmark are read by :func:`lgrpo.data.read_rows`. The Hub ids, splits and field names below are the public copies most papers
 use; they were checked against published loading code, not by downloading (this machine has no Hub access).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
-from lgrpo.jsonl import read_jsonl
+from lgrpo.data import answer_text, gold_answer, read_rows
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,6 @@ def resolve(
         if sep:
             if not name or not path:
                 raise ValueError(f"--benchmarks: {item!r} is not NAME=path/to/file.jsonl")
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"--benchmarks {item}: {path} does not exist")
             out.setdefault(name, file_benchmark(name, path, problem_field, answer_field, answer_format))
         elif name in BENCHMARKS:
             out.setdefault(name, BENCHMARKS[name])
@@ -91,27 +88,21 @@ def resolve(
     return list(out.values())
 
 
-def answer_text(value: Any) -> str:
-    """A gold answer as text: lists joined with ``", "``, whole floats as integers (``27.0`` → ``27``)."""
-    if isinstance(value, (list, tuple)):
-        return ", ".join(answer_text(v) for v in value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))  # AMC23 stores 27 as 27.0
-    return str(value).strip()
-
-
-def _from_local(bench: Benchmark, path: str) -> list[dict[str, str]]:
-    rows = []
-    for i, obj in enumerate(read_jsonl(path, ("problem", "answer"))):
-        rid = str(obj.get("id", i)).removeprefix(f"{bench.name}/")  # files written from load_benchmark
-        rows.append(
+def _from_file(bench: Benchmark, path: str, where: str, limit: int | None) -> list[dict[str, str]]:
+    """The rows of a local file (:func:`lgrpo.data.read_rows`), every one checked before the first is used."""
+    fields = (bench.problem_field, bench.answer_field)
+    hint = "name the fields with --problem-field and --answer-field" if bench.path else ""
+    out = []
+    for i, (loc, row) in enumerate(read_rows(path, fields, where, hint, located=True)):
+        rid = str(row.get("id", i)).removeprefix(f"{bench.name}/")  # files written from load_benchmark's rows
+        out.append(
             {
                 "id": f"{bench.name}/{rid}",
-                "problem": str(obj["problem"]),
-                "answer": answer_text(obj["answer"]),
+                "problem": str(row[bench.problem_field]),
+                "answer": gold_answer(row[bench.answer_field], bench.answer_format, loc),
             }
         )
-    return rows
+    return out[:limit]
 
 
 def _from_hub(bench: Benchmark) -> list[dict[str, str]]:
@@ -131,36 +122,6 @@ def _from_hub(bench: Benchmark) -> list[dict[str, str]]:
     return rows
 
 
-def _from_file(bench: Benchmark, limit: int | None) -> list[dict[str, str]]:
-    from lgrpo.models import LoadError
-    from lgrpo.tasks.openrs import rows_from_path
-    from lgrpo.tasks.task import gold_answer
-
-    try:
-        rows = rows_from_path(str(bench.path))
-    except LoadError as exc:
-        raise ValueError(f"--benchmarks {bench.name}={bench.path}: {exc}") from exc
-    if not rows:
-        raise ValueError(f"--benchmarks {bench.name}={bench.path}: holds no problems")
-    for field in (bench.problem_field, bench.answer_field):
-        if field not in rows[0]:
-            raise ValueError(
-                f"--benchmarks {bench.name}={bench.path}: no field {field!r} (fields: {', '.join(rows[0])}); "
-                "name the fields with --problem-field and --answer-field"
-            )
-    out = []
-    for i, row in enumerate(rows[:limit]):
-        where = f"--benchmarks {bench.name}={bench.path} row {i}"
-        out.append(
-            {
-                "id": f"{bench.name}/{row.get('id', i)}",
-                "problem": str(row[bench.problem_field]),
-                "answer": gold_answer(row[bench.answer_field], bench.answer_format, where),
-            }
-        )
-    return out
-
-
 def load_benchmark(
     bench: Benchmark, data_dir: str | None = None, limit: int | None = None
 ) -> list[dict[str, str]]:
@@ -170,12 +131,11 @@ def load_benchmark(
     exists, else the Hub; when neither works the error says which file to provide.
     """
     if bench.path is not None:
-        return _from_file(bench, limit)
+        return _from_file(bench, bench.path, f"--benchmarks {bench.name}={bench.path}", limit)
     local = os.path.join(data_dir, f"{bench.name}.jsonl") if data_dir else None
     if local and os.path.exists(local):
-        rows = _from_local(bench, local)
-        if not rows:  # scoring nothing would leave the benchmark out of the results (or crash the table)
-            raise ValueError(f"--data-dir: {local} holds no problems")
+        local_bench = replace(bench, problem_field="problem", answer_field="answer", answer_format="plain")
+        rows = _from_file(local_bench, local, f"--data-dir: {local}", None)
     else:
         try:
             rows = _from_hub(bench)

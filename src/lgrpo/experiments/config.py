@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
+from lgrpo.data import ANSWER_FORMATS
 from lgrpo.objectives import LOSS_TYPES
 
 WEIGHTINGS = ("lambda", "uniform")
 TASKS = ("arithmetic", "openrs", "file", "reasoning_gym:<name>")
-ANSWER_FORMATS = ("plain", "gsm8k")
 REWARDS = ("exact", "math_verify")
 
 

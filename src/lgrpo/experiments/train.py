@@ -433,6 +433,7 @@ def train(
     t0 = time.time()
     resume = resume or resume_from is not None
     grpo_args = build_grpo_config(cfg, out_dir)  # validates the TRL side before anything is written or built
+    task = build_task(cfg)  # reads (and checks) the data before anything is written or a model is loaded
     from accelerate import PartialState
 
     _ = grpo_args.device  # sets up the process group (gloo on CPU, NCCL on GPUs) the way the trainer will
@@ -466,7 +467,6 @@ def train(
     transformers.set_seed(cfg.seed)
     transformers.logging.set_verbosity_error()
 
-    task = build_task(cfg)
     model, tokenizer = build_model(cfg, task)
     seconds_warm_start = 0.0  # reused or none: lgrpo compare's second arm reuses the seed's warm start
     check_lora_targets(cfg, model)  # PEFT would only tell when the trainer is built, after the warm start

@@ -2,43 +2,16 @@
 ``solution``. The gold answer given to math-verify is the row's ``answer`` field when present, else its ``solution``
 (math-verify reads the solution's final boxed answer).
 
-Loaded from a local file/directory (``data.path``) or the local Hugging Face cache, and from the Hub only when it is
-reachable; otherwise a ``LoadError`` (a ``RuntimeError``) names the dataset id and how to point at a local copy.
+Loaded from a local file/directory (``data.path``, read by :func:`lgrpo.data.read_rows`) or the local Hugging Face
+cache, and from the Hub only when it is reachable; otherwise a ``LoadError`` (a ``RuntimeError``) names the dataset id and how to point at a local copy.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from lgrpo.data import read_rows
 from lgrpo.models import LoadError, hub_reachable
 
 HUB_ID = "knoveleng/open-rs"
-
-
-def rows_from_path(path: str) -> list[dict]:
-    """The rows of a ``.jsonl``/``.json``/``.parquet`` file, a folder of them, or a folder saved by ``datasets``
-    (its ``train`` split when it holds several); :class:`LoadError` naming ``data.path`` otherwise."""
-    from datasets import load_dataset, load_from_disk
-
-    p = Path(path)
-    if p.is_dir():
-        try:
-            ds = load_from_disk(str(p))
-            if hasattr(ds, "keys"):  # a DatasetDict
-                ds = ds["train"]
-            return list(ds)
-        except (FileNotFoundError, ValueError):
-            files = sorted(str(f) for f in p.rglob("*") if f.suffix in (".jsonl", ".json", ".parquet"))
-            if not files:
-                raise LoadError(
-                    f"data.path={path!r}: no .jsonl/.json/.parquet files in this directory"
-                ) from None
-            kind = "parquet" if files[0].endswith(".parquet") else "json"
-            return list(load_dataset(kind, data_files=files, split="train"))
-    if not p.is_file():
-        raise LoadError(f"data.path={path!r}: no such file or directory")
-    kind = "parquet" if p.suffix == ".parquet" else "json"
-    return list(load_dataset(kind, data_files=str(p), split="train"))
 
 
 def _rows_from_hub(hub_id: str) -> list[dict]:
@@ -73,8 +46,8 @@ def load_openrs(
     """(train, held-out) rows ``{"problem", "answer"}``; the held-out rows are a seeded random sample."""
     from lgrpo.tasks.task import split_held_out
 
-    rows = rows_from_path(path) if path else _rows_from_hub(hub_id)
     source = f"data.path={path!r}" if path else f"dataset {hub_id!r}"
+    rows = read_rows(path, ("problem",), source) if path else _rows_from_hub(hub_id)
     if not rows or "problem" not in rows[0] or not ({"solution", "answer"} & set(rows[0])):
         raise LoadError(f"{source}: expected rows with fields 'problem' and 'solution' (or 'answer')")
     items = []

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from lgrpo.data import gold_and_solution, read_rows
 
 if TYPE_CHECKING:
     from lgrpo.experiments.config import TrainConfig
@@ -261,37 +262,6 @@ def _arithmetic(cfg: TrainConfig, arg: str) -> Task:
     return _answer_task(cfg, "arithmetic", rows, held_rows, [p.solution for p in train])
 
 
-_GSM8K_CALC_RE = re.compile(r"<<[^<>]*>>")
-
-
-def gold_answer(value: Any, answer_format: str = "plain", where: str = "answer") -> str:
-    """The gold answer of an answer field: ``plain``: the field as text (lists joined with ``", "``, ``27.0`` →
-    ``27``); ``gsm8k``: the text after the last ``####`` (GSM8K's ``reasoning\\n#### 42``; thousands commas
-    dropped). ValueError naming ``where`` when a gsm8k answer has no ``####``."""
-    return _gold_and_solution(value, answer_format, where)[0]
-
-
-def _gold_and_solution(value: Any, answer_format: str, where: str) -> tuple[str, str | None]:
-    """(gold answer, worked solution or None); a gsm8k answer's reasoning, calculator notes removed, becomes a
-    solution that ends in the boxed answer (the format the model is asked for)."""
-    from lgrpo.evaluation.registry import answer_text
-
-    text = answer_text(value)
-    if answer_format == "plain":
-        return text, None
-    if answer_format != "gsm8k":
-        raise ValueError(f"{where}: answer format must be 'plain' or 'gsm8k', got {answer_format!r}")
-    reasoning, sep, final = text.rpartition("####")
-    if not sep or not final.strip():
-        raise ValueError(
-            f"{where}: answer format gsm8k expects an answer ending in '#### <answer>', got {text!r}"
-        )
-    gold = final.strip().replace(",", "")
-    # GSM8K's calculator annotations (<<48/2=24>>) are not part of the written solution
-    steps = _GSM8K_CALC_RE.sub("", reasoning).strip()
-    return gold, f"{steps}\n\\boxed{{{gold}}}" if steps else f"\\boxed{{{gold}}}"
-
-
 def split_held_out(items: list, eval_size: int, seed: int, source: str) -> tuple[list, list]:
     """(train, held-out): a seeded random sample of ``eval_size`` items is held out."""
     from lgrpo.models import LoadError
@@ -306,25 +276,18 @@ def split_held_out(items: list, eval_size: int, seed: int, source: str) -> tuple
 
 def _file(cfg: TrainConfig, arg: str) -> Task:
     from lgrpo.models import LoadError
-    from lgrpo.tasks.openrs import rows_from_path
 
     d = cfg.data
     if not d.path:
         raise LoadError(
             "config key 'data.path': the file task needs a .jsonl/.json/.parquet file or dataset folder"
         )
-    rows = rows_from_path(d.path)
     source = f"data.path={d.path!r}"
-    if not rows:
-        raise LoadError(f"{source}: no rows")
-    for key, name in (("data.problem_field", d.problem_field), ("data.answer_field", d.answer_field)):
-        if name not in rows[0]:
-            raise LoadError(
-                f"config key {key!r}: {source} has no field {name!r} (fields: {', '.join(rows[0])})"
-            )
+    fields = (d.problem_field, d.answer_field)
+    hint = "name the fields with data.problem_field and data.answer_field"
     items = []
-    for i, r in enumerate(rows):
-        gold, solution = _gold_and_solution(r[d.answer_field], d.answer_format, f"{source} row {i}")
+    for where, r in read_rows(d.path, fields, source, hint, located=True):
+        gold, solution = gold_and_solution(r[d.answer_field], d.answer_format, where)
         items.append(({"problem": str(r[d.problem_field]), "answer": gold}, solution))
     train, held = split_held_out(items, d.eval_size, cfg.seed, source)
     solutions = [s for _, s in train]
