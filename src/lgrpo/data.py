@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,53 @@ def _read_saved_dataset(p: Path, where: str) -> list[tuple[str, dict[str, Any]]]
             f"{where}: cannot be loaded by datasets.load_from_disk ({type(e).__name__}: {e})"
         ) from None
     return _objects(items, where)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Hub datasets
+
+
+def hub_rows(hub_id: str, split: str = "train") -> list[dict[str, Any]]:
+    """The rows of the Hugging Face Hub dataset ``hub_id`` (``split``), loaded with ``datasets``.
+
+    When the Hub answers (:func:`lgrpo.models.hub_reachable`: a TCP connect, at most 3 s) it is an ordinary
+    ``load_dataset`` (the local cache, updated from the Hub). When it does not (no network, or ``HF_HUB_OFFLINE=1``)
+    only the local cache is read, in offline mode, so a dataset that is not cached fails at once rather than after
+    the Hub client's retries. Raises :class:`lgrpo.models.LoadError` saying which of the two failed.
+    """
+    from datasets import load_dataset
+
+    from lgrpo.models import hub_reachable
+
+    if hub_reachable():
+        try:
+            return list(load_dataset(hub_id, split=split))
+        except Exception as e:
+            raise LoadError(
+                f"the Hub dataset {hub_id!r} (split {split!r}) could not be loaded: {type(e).__name__}: {e}"
+            ) from e
+    with _offline():
+        try:
+            return list(load_dataset(hub_id, split=split))
+        except Exception as e:
+            raise LoadError(
+                f"the dataset {hub_id!r} (split {split!r}) is not in the local Hugging Face cache and the Hub "
+                f"cannot be reached ({type(e).__name__})"
+            ) from e
+
+
+@contextmanager
+def _offline() -> Iterator[None]:
+    """``datasets`` and ``huggingface_hub`` in offline mode (no network call) while active."""
+    import datasets.config
+    from huggingface_hub import constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
 
 
 # ----------------------------------------------------------------------------------------------------------------

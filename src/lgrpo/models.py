@@ -177,6 +177,28 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def looks_like_hub_id(name: str) -> bool:
+    """Whether ``name`` has the form of a Hugging Face Hub repo id (``name`` or ``namespace/name``, as
+    ``huggingface_hub.utils.validate_repo_id`` checks it) rather than only of a local path (absolute, ``./``, ``~``,
+    several ``/``, a ``.gguf`` file)."""
+    if name.lower().endswith(".gguf"):
+        return False
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def check_model_source(name_or_path: str, what: str = "model.name_or_path") -> None:
+    """``LoadError`` when ``name_or_path`` does not exist as a local path and cannot be a Hub id: a missing path is
+    reported as such (no Hub hint). Cheap: call it before any long work."""
+    if not os.path.exists(os.path.expanduser(name_or_path)) and not looks_like_hub_id(name_or_path):
+        raise LoadError(f"{what}={name_or_path!r}: no such file or directory")
+
+
 _DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
@@ -201,7 +223,7 @@ def load_pretrained(
     torch_dtype = _torch_dtype(dtype)
     how = (
         f"{what}={name_or_path!r} is neither a local directory nor in the local Hugging Face cache, "
-        "and the Hub cannot be reached. Download it where you have network (e.g. `huggingface-cli download "
+        "and the Hub cannot be reached. Download it where you have network (e.g. `hf download "
         f"{name_or_path} --local-dir /path/to/model`) and pass {what}=/path/to/model (a folder or a .gguf file)."
     )
 
@@ -333,6 +355,7 @@ def load_model(
         LoadError: naming ``what`` and what was tried, and how to point at a local copy.
     """
     _torch_dtype(dtype)  # a bad dtype fails before any loading
+    check_model_source(str(name_or_path), what)
     source = os.path.expanduser(str(name_or_path))
     if source.endswith(".gguf"):  # "auto": GGUF weights have no one float type; dequantise to float32
         source = str(dequantise_gguf(source, "float32" if dtype == "auto" else dtype, what))

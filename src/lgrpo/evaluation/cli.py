@@ -77,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="eval-results", help="output folder (default eval-results)")
 
 
+ERROR = "lgrpo eval: error: "  # argparse's form: every error of the command reads the same
+
+
 def _check(args: argparse.Namespace) -> None:
     for name in ("limit", "max_new_tokens", "batch_size"):
         value = getattr(args, name)
@@ -84,16 +87,34 @@ def _check(args: argparse.Namespace) -> None:
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if args.timeout <= 0:
         raise SystemExit(f"--timeout must be positive, got {args.timeout}")
+    if args.model is not None:  # a missing local path fails here, before any data or model is loaded
+        from lgrpo.models import LoadError, check_model_source
+
+        try:
+            check_model_source(args.model, "--model")
+        except LoadError as exc:
+            raise SystemExit(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
+    """``lgrpo eval``; every error (bad input, missing data or model) is a ``SystemExit`` reading
+    ``lgrpo eval: error: ...``, as argparse's own errors do."""
+    try:
+        return _run(args)
+    except SystemExit as exc:
+        if isinstance(exc.code, str) and not exc.code.startswith(ERROR):
+            raise SystemExit(ERROR + exc.code) from None
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     _check(args)
     start = time.time()
     if args.predictions:
         try:
             items = read_predictions(args.predictions)
         except (OSError, ValueError) as exc:
-            raise SystemExit(str(exc)) from exc
+            raise SystemExit(str(exc)) from None
         if args.limit:  # the first N items of each benchmark, as with --model
             seen: dict[str, int] = {}
             kept = []
@@ -129,8 +150,8 @@ def run(args: argparse.Namespace) -> int:
                 task = build_task(run_cfg)
                 rows = task.held_out[: args.limit]
                 data[HELD_OUT] = [{**r, "id": f"{HELD_OUT}/{i}", "row": r} for i, r in enumerate(rows)]
-        except (OSError, ValueError) as exc:
-            raise SystemExit(f"lgrpo eval: error: {exc}") from None
+        except (OSError, ValueError) as exc:  # the data: before any model is loaded
+            raise SystemExit(str(exc)) from None
         prompt_format, check = None, None
         if run_cfg is not None:  # the run's own prompt format and answer check (its held-out evaluation's)
             from lgrpo.tasks.task import PromptFormat, answer_check

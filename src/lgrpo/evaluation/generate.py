@@ -94,15 +94,14 @@ def resolve_run(path: str) -> tuple[str, Any]:
 
 
 def _load_error(what: str, model: str, exc: Exception) -> SystemExit:
-    hint = (
-        ""
-        if os.path.exists(model)
-        else (
-            " It is not a local directory, so it was looked up on the Hugging Face Hub, which is not reachable here;"
-            " download it where the Hub is reachable (e.g. `huggingface-cli download ID --local-dir DIR`) and pass"
-            " --model DIR."
+    from lgrpo.models import looks_like_hub_id
+
+    hint = ""
+    if not os.path.exists(model) and looks_like_hub_id(model):
+        hint = (
+            " It is not a local path, so it was looked up on the Hugging Face Hub; where the Hub is not reachable,"
+            f" download it where it is (`hf download {model} --local-dir DIR`) and pass --model DIR."
         )
-    )
     return SystemExit(
         f"cannot load the {what} of --model {model!r}: {type(exc).__name__}: {str(exc)[:300]}.{hint}"
     )
@@ -140,7 +139,7 @@ class HFGenerator:
         try:  # the loader of `lgrpo train`: a .gguf file, a model folder, a LoRA adapter folder or a Hub id
             loaded, self.tokenizer = load_model(model, dtype="auto", what="--model")
         except LoadError as exc:
-            raise SystemExit(f"lgrpo eval: error: {exc}") from exc
+            raise SystemExit(str(exc)) from None
         self.model = loaded.to(self.device).eval()
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
@@ -174,7 +173,7 @@ class VLLMGenerator:
             try:
                 model = str(dequantise_gguf(model, what="--model"))
             except LoadError as exc:
-                raise SystemExit(f"lgrpo eval: error: {exc}") from exc
+                raise SystemExit(str(exc)) from None
         self.tokenizer = load_tokenizer(model)
         try:
             self.llm = vllm.LLM(model=model)

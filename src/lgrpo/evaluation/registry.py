@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from lgrpo.data import answer_text, gold_answer, read_rows
+from lgrpo.data import answer_text, gold_answer, hub_rows, read_rows
 
 
 @dataclass(frozen=True)
@@ -106,9 +106,7 @@ def _from_file(bench: Benchmark, path: str, where: str, limit: int | None) -> li
 
 
 def _from_hub(bench: Benchmark) -> list[dict[str, str]]:
-    from datasets import load_dataset
-
-    ds = load_dataset(bench.hub_id, split=bench.split)
+    ds = hub_rows(bench.hub_id, bench.split)  # no network: the local cache only, failing at once
     rows = []
     for i, ex in enumerate(ds):
         rid = ex[bench.id_field] if bench.id_field and bench.id_field in ex else i
@@ -142,8 +140,7 @@ def load_benchmark(
         except Exception as exc:
             where = f"{local} does not exist" if local else "no --data-dir was given"
             raise FileNotFoundError(
-                f"cannot load benchmark {bench.name!r}: {where}, and the Hub dataset {bench.hub_id!r} (split "
-                f"{bench.split!r}) could not be loaded ({type(exc).__name__}: {str(exc)[:200]}). Provide "
+                f"cannot load benchmark {bench.name!r}: {where}, and {str(exc)[:300]}. Provide "
                 f"{os.path.join(data_dir or 'DIR', bench.name + '.jsonl')} with one JSON object per line holding "
                 f"`problem` and `answer` (optionally `id`), and pass --data-dir {data_dir or 'DIR'}."
             ) from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -180,13 +181,40 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     raise ValueError(f"config key {key!r}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
 
 
+def config_keys(obj: Any = None, prefix: str = "") -> list[str]:
+    """Every dotted key of a :class:`TrainConfig` (``rl.beta``, ``model.lora_r``, ...), sections excluded."""
+    obj = TrainConfig() if obj is None else obj
+    keys = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += config_keys(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def closest_key(key: str) -> str | None:
+    """The config key a mistyped ``key`` most likely meant: the one key with the same last part (``lora_r`` →
+    ``model.lora_r``), else the closest spelling (``difflib``, ratio ≥ 0.6); None when nothing is close."""
+    keys = config_keys()
+    last = key.rpartition(".")[2]
+    same = [k for k in keys if k.rpartition(".")[2] == last]
+    if len(same) == 1:
+        return same[0]
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def _apply(obj: Any, values: dict[str, Any], prefix: str, source: str) -> None:
     types_ = _field_types(type(obj))
     for name, value in values.items():
         key = f"{prefix}{name}"
         if name not in types_:
             known = ", ".join(f"{prefix}{n}" for n in types_)
-            raise ValueError(f"unknown config key {key!r}{source} (known: {known})")
+            guess = closest_key(key)
+            hint = f"; did you mean {guess!r}?" if guess else ""
+            raise ValueError(f"unknown config key {key!r}{source}{hint} (known: {known})")
         current = getattr(obj, name)
         if isinstance(current, dict):  # a free mapping (rl.trl): later sources add to it key by key
             if not isinstance(value, dict):

@@ -9,6 +9,7 @@ rollout log, summary, warm start, checkpoints) and how a run resumes: :mod:`lgrp
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib.util
 import json
 import math
@@ -23,7 +24,7 @@ from typing import Any
 
 from lgrpo.experiments.config import TrainConfig, add_flags, flag_overrides, load_config, to_dict
 from lgrpo.experiments.run_folder import CKPT_DIR, MERGED_DIR, SFT_DONE, RunFolder, checkpoint_step
-from lgrpo.models import LoadError
+from lgrpo.models import LoadError, check_model_source
 from lgrpo.tasks import Task, build_task
 
 FLAGS = ("rl.max_steps", "rl.weighting", "seed")  # config keys that have a flag of their own
@@ -302,8 +303,10 @@ def _lambda_grpo_config(
     fields = {f.name for f in dataclasses.fields(LambdaGRPOConfig) if f.init}
     for key in r.trl:
         if key not in fields:
+            close = difflib.get_close_matches(key, sorted(fields), n=1)
             raise ValueError(
                 f"config key 'rl.trl.{key}': LambdaGRPOConfig (TRL's GRPOConfig) has no field {key!r}"
+                + (f"; did you mean 'rl.trl.{close[0]}'?" if close else "")
             )
         if key in own:
             raise ValueError(
@@ -434,6 +437,8 @@ def train(
     resume = resume or resume_from is not None
     grpo_args = build_grpo_config(cfg, out_dir)  # validates the TRL side before anything is written or built
     task = build_task(cfg)  # reads (and checks) the data before anything is written or a model is loaded
+    if cfg.model.name_or_path is not None:
+        check_model_source(cfg.model.name_or_path)  # a missing local path, before the warm start
     from accelerate import PartialState
 
     _ = grpo_args.device  # sets up the process group (gloo on CPU, NCCL on GPUs) the way the trainer will

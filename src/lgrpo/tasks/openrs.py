@@ -8,36 +8,21 @@ cache, and from the Hub only when it is reachable; otherwise a ``LoadError`` (a 
 
 from __future__ import annotations
 
-from lgrpo.data import read_rows
-from lgrpo.models import LoadError, hub_reachable
+from lgrpo.data import hub_rows, read_rows
+from lgrpo.models import LoadError
 
 HUB_ID = "knoveleng/open-rs"
 
 
 def _rows_from_hub(hub_id: str) -> list[dict]:
-    from datasets import load_dataset
-
-    how = (
-        f"could not load the dataset {hub_id!r}: it is not in the local Hugging Face cache and the Hub cannot be "
-        f"reached. Save it where you have network (e.g. `datasets.load_dataset({hub_id!r}, split='train')"
-        ".to_json('openrs.jsonl')`) and pass `data.path=/path/to/openrs.jsonl`."
-    )
-    import datasets.config as datasets_config
-
-    offline = datasets_config.HF_HUB_OFFLINE
     try:
-        datasets_config.HF_HUB_OFFLINE = True  # the local cache first, without network round trips
-        return list(load_dataset(hub_id, split="train"))
-    except Exception:
-        pass
-    finally:
-        datasets_config.HF_HUB_OFFLINE = offline
-    if not hub_reachable():
-        raise LoadError(how)
-    try:
-        return list(load_dataset(hub_id, split="train"))
-    except Exception as e:
-        raise LoadError(f"{how} ({type(e).__name__}: {e})") from e
+        return hub_rows(hub_id, "train")
+    except LoadError as e:
+        raise LoadError(
+            f"{e}. Save it where you have network (e.g. "
+            f"`datasets.load_dataset({hub_id!r}, split='train').to_json('openrs.jsonl')`) and pass "
+            "`data.path=/path/to/openrs.jsonl`."
+        ) from e
 
 
 def load_openrs(
