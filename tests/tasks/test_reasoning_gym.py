@@ -81,3 +81,24 @@ def test_extract_answer_prefers_the_box():
     assert extract_answer("<answer>3</answer> \\boxed{4}") == "4"
     assert extract_answer("<answer> 3 </answer>") == "3"
     assert extract_answer("nothing") is None
+
+
+def test_dataset_options_come_from_the_config():
+    import re
+
+    from lgrpo.experiments.config import load_config
+    from lgrpo.tasks import build_task
+
+    options = "data.options={min_terms: 2, max_terms: 3, min_digits: 1, max_digits: 2}"
+    cfg = load_config(
+        None, ["data.task=reasoning_gym:chain_sum", "data.train_size=40", "data.eval_size=10", options]
+    )
+    task = build_task(cfg)
+    numbers = [re.findall(r"\d+", row["problem"].rsplit(":", 1)[-1]) for row in task.train]
+    # reasoning-gym's defaults give up to 6 terms of up to 4 digits
+    assert {len(n) for n in numbers} == {2, 3}
+    assert all(int(x) < 100 for n in numbers for x in n)
+    with pytest.raises(ValueError, match=r"data\.options.*chain_sum"):
+        build_task(load_config(None, ["data.task=reasoning_gym:chain_sum", "data.options={max_term: 3}"]))
+    with pytest.raises(ValueError, match=r"data\.options.*only reasoning_gym"):
+        load_config(None, ["data.options={min_terms: 2}"])

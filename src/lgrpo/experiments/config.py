@@ -62,6 +62,12 @@ class DataConfig:
     answer_format: str = "plain"  # file: "plain" (the field is the answer) or "gsm8k" ("... #### 42")
     n_terms: int = 4
     digits: int = 1
+    operators: str = "+"  # arithmetic: "+" (sums) or "+-" (each later term added or subtracted)
+    # arithmetic: worked solutions "compact" (a+b=c lines) or "columns" (digit by digit, asking for the steps)
+    style: str = "compact"
+    # reasoning_gym: the dataset's own config (e.g. {min_terms: 2, max_terms: 3, min_digits: 1, max_digits: 2} for
+    # chain_sum), passed to reasoning_gym.create_dataset; checked when the task is built
+    options: dict[str, Any] = field(default_factory=dict)
     train_size: int = (
         4000  # arithmetic, reasoning_gym: generated training problems (openrs/file: all but held-out)
     )
@@ -305,6 +311,12 @@ def validate(cfg: TrainConfig) -> None:
             raise ValueError(f"config key 'data.n_terms': expected >= 2, got {d.n_terms}")
         if not 1 <= d.digits <= 6:
             raise ValueError(f"config key 'data.digits': expected 1..6, got {d.digits}")
+        _choice("data.operators", d.operators, ("+", "+-"))
+        _choice("data.style", d.style, ("compact", "columns"))
+    if d.options and name != "reasoning_gym":
+        raise ValueError(
+            f"config key 'data.options': only reasoning_gym tasks take dataset options, and data.task is {d.task!r}"
+        )
     _positive("data.eval_size", d.eval_size)
     if d.task == "arithmetic":
         space = (

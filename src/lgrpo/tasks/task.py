@@ -256,7 +256,9 @@ def _arithmetic(cfg: TrainConfig, arg: str) -> Task:
     from lgrpo.tasks import arithmetic
 
     d = cfg.data
-    train, held = arithmetic.splits(d.train_size, d.eval_size, d.n_terms, d.digits, seed=cfg.seed)
+    train, held = arithmetic.splits(
+        d.train_size, d.eval_size, d.n_terms, d.digits, seed=cfg.seed, operators=d.operators, style=d.style
+    )
     rows = [{"problem": p.prompt, "answer": p.answer} for p in train]
     held_rows = [{"problem": p.prompt, "answer": p.answer} for p in held]
     return _answer_task(cfg, "arithmetic", rows, held_rows, [p.solution for p in train])
@@ -309,7 +311,10 @@ def _reasoning_gym(cfg: TrainConfig, name: str) -> Task:
 
     d = cfg.data
     size = d.train_size + d.eval_size
-    rows, reward = reasoning_gym_dataset(name, size=size, seed=cfg.seed, system_prompt=None)
+    try:
+        rows, reward = reasoning_gym_dataset(name, size=size, seed=cfg.seed, system_prompt=None, **d.options)
+    except ValueError as e:
+        raise ValueError(f"config key 'data.options' ({d.task}): {e}" if d.options else str(e)) from None
     items = [
         {"problem": r["entry"]["question"], "answer": r["answer"], "rg_index": r["rg_index"]} for r in rows
     ]
