@@ -87,3 +87,22 @@ def test_char_tokenizer_over_a_task_text_reloads_with_the_same_ids(tmp_path):
         again.get_vocab() == tok.get_vocab()
         and again("Höhe × 3")["input_ids"] == tok("Höhe × 3")["input_ids"]
     )
+
+
+def test_native_bf16_reads_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    plain = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
+    assert not models.native_bf16(plain)
+    assert models.native_bf16(plain.replace("avx512bw", "avx512bw avx512_bf16"))
+    assert models.native_bf16("flags\t: sse2 amx_bf16 amx_tile\n")
+    assert not models.native_bf16("model name\t: avx512_bf16 in a name, not a flag\n")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_resolve_dtype_auto_follows_the_hardware(monkeypatch, native):
+    monkeypatch.setattr(models, "native_bf16", lambda cpuinfo=None: native)
+    assert models.resolve_dtype("auto") == ("bfloat16" if native else "float32")
+    for given in ("float32", "bfloat16", "float16"):
+        assert models.resolve_dtype(given) == given
+    with pytest.raises(ValueError, match="dtype"):
+        models.resolve_dtype("fp8")

@@ -202,6 +202,40 @@ def check_model_source(name_or_path: str, what: str = "model.name_or_path") -> N
 _DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
+def native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this machine computes bfloat16 natively: a CUDA GPU that supports it, else a CPU whose flags
+    (``/proc/cpuinfo``, or the text ``cpuinfo``) include ``avx512_bf16`` or ``amx_bf16``.
+
+    Without those instructions PyTorch emulates bfloat16 on a CPU and it is slower than float32; where there is no
+    ``/proc/cpuinfo`` (macOS, Windows) the answer is False.
+    """
+    import torch
+
+    if cpuinfo is None:
+        if torch.cuda.is_available():
+            return bool(torch.cuda.is_bf16_supported())
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {
+        f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.split(":", 1)[-1].split()
+    }
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_dtype(dtype: str) -> str:
+    """The dtype ``lgrpo train`` loads a pretrained model in: ``auto`` becomes ``bfloat16`` where the hardware
+    computes it natively (:func:`native_bf16`), else ``float32``; any other value is returned as given.
+
+    Raises ValueError for a value that is not one of float32, bfloat16, float16, auto.
+    """
+    _torch_dtype(dtype)
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if native_bf16() else "float32"
+
+
 def _torch_dtype(dtype: str):
     import torch
 

@@ -132,7 +132,9 @@ def _check_same_config(run_dir: Path, cfg: TrainConfig) -> None:
         )
 
 
-def compare(cfg: TrainConfig, out: str | Path, n_seeds: int = 3) -> dict:
+def compare(cfg: TrainConfig, out: str | Path, n_seeds: int = 3, on_run_done=None) -> dict:
+    """Both arms on ``n_seeds`` seeds into ``out`` (see the module docstring); ``on_run_done()`` is called after
+    each finished run (e.g. to rewrite a summary)."""
     from lgrpo.experiments.train import train
 
     out = Path(out)
@@ -165,6 +167,8 @@ def compare(cfg: TrainConfig, out: str | Path, n_seeds: int = 3) -> dict:
                 file=sys.stderr,
             )
             result = write_comparison(out, seeds, cfg)
+            if on_run_done is not None and is_main_process():
+                on_run_done()
     return result
 
 

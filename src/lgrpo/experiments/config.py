@@ -37,7 +37,10 @@ class ModelConfig:
     num_layers: int = 2
     num_heads: int = 4
     intermediate_size: int = 512
-    dtype: str = "float32"  # pretrained weights: "float32", "bfloat16", "float16" or "auto"
+    # pretrained weights: "float32", "bfloat16", "float16" or "auto" = bfloat16 where the hardware computes it
+    # natively (a CUDA GPU that supports it; a CPU with AVX512-BF16 or AMX), else float32 (lgrpo.models.resolve_dtype).
+    # LoRA adapters stay float32 (PEFT); the supervised warm start always trains in float32.
+    dtype: str = "float32"
     lora_r: int = (
         0  # 0 = full fine-tuning; > 0 = LoRA on `lora_target_modules` (reference = adapter disabled)
     )

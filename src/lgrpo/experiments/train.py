@@ -33,8 +33,9 @@ FLAGS = ("rl.max_steps", "rl.weighting", "seed")  # config keys that have a flag
 # model
 
 
-def build_model(cfg: TrainConfig, task: Task | None = None):
-    """(model, tokenizer): the tiny model from the config, or any checkpoint (:func:`lgrpo.models.load_model`).
+def build_model(cfg: TrainConfig, task: Task | None = None, dtype: str | None = None):
+    """(model, tokenizer): the tiny model from the config, or any checkpoint (:func:`lgrpo.models.load_model`) in
+    ``dtype`` (default: ``model.dtype`` resolved by :func:`lgrpo.models.resolve_dtype`).
 
     The tiny model's character tokenizer covers printable ASCII plus every other character of ``task``'s text; it is
     saved with the run's models, and :func:`lgrpo.models.load_tokenizer` rebuilds it with the same ids.
@@ -48,7 +49,7 @@ def build_model(cfg: TrainConfig, task: Task | None = None):
             tok, m.arch, m.hidden_size, m.num_layers, m.num_heads, m.intermediate_size, seed=cfg.seed
         )
         return model, tok
-    return models.load_model(m.name_or_path, m.dtype)
+    return models.load_model(m.name_or_path, dtype or models.resolve_dtype(m.dtype))
 
 
 def set_threads(cfg: TrainConfig) -> int:
@@ -168,10 +169,11 @@ def sft(model, tokenizer, task: Task, cfg: TrainConfig, out: Path | None) -> Non
 
 
 def load_sft(path: Path, cfg: TrainConfig):
-    """A saved model folder, by absolute path: TRL (β > 0 reference) and PEFT (an adapter's base) load it again."""
-    from lgrpo.models import load_model
+    """A saved model folder, by absolute path: TRL (β > 0 reference) and PEFT (an adapter's base) load it again.
+    Loaded in ``model.dtype`` (resolved; the warm start itself is saved in float32)."""
+    from lgrpo.models import load_model, resolve_dtype
 
-    return load_model(str(Path(path).resolve()), cfg.model.dtype)
+    return load_model(str(Path(path).resolve()), resolve_dtype(cfg.model.dtype))
 
 
 def save_final(trainer, tokenizer, cfg: TrainConfig, folder: RunFolder) -> Path:
@@ -249,6 +251,7 @@ def _lambda_grpo_config(
     import dataclasses
 
     from lgrpo.engines.trl import LambdaGRPOConfig, _refused_options
+    from lgrpo.models import resolve_dtype
 
     r, per_step = cfg.rl, "rl.prompts_per_step, rl.num_generations, rl.micro_batch_size"
     own: dict[str, tuple[Any, str]] = {  # LambdaGRPOConfig field: (value, where lgrpo takes it from)
@@ -286,7 +289,7 @@ def _lambda_grpo_config(
         "logging_steps": (r.logging_steps, "rl.logging_steps"),
         "seed": (cfg.seed, "seed"),
         "data_seed": (cfg.seed, "seed"),
-        "bf16": (cuda and cfg.model.dtype in ("bfloat16", "auto"), "model.dtype"),
+        "bf16": (cuda and resolve_dtype(cfg.model.dtype) == "bfloat16", "model.dtype"),
         "use_cpu": (not cuda, "lgrpo train (CUDA when there is one)"),
     }
     defaults = {  # lgrpo's choices where TRL's differ; rl.trl may change them
@@ -472,7 +475,9 @@ def train(
     transformers.set_seed(cfg.seed)
     transformers.logging.set_verbosity_error()
 
-    model, tokenizer = build_model(cfg, task)
+    warm_start = bool(task.solutions) and cfg.sft.steps > 0 and not reuse_sft
+    # the warm start fine-tunes every weight: float32, so that small updates are not rounded away in bfloat16
+    model, tokenizer = build_model(cfg, task, "float32" if warm_start else None)
     seconds_warm_start = 0.0  # reused or none: lgrpo compare's second arm reuses the seed's warm start
     check_lora_targets(cfg, model)  # PEFT would only tell when the trainer is built, after the warm start
     if task.solutions and cfg.sft.steps > 0:
