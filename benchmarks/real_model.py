@@ -1,27 +1,39 @@
-"""GRPO against λ-GRPO on a real pretrained model, on this CPU: SmolLM2-135M-Instruct with LoRA (configs/smollm2-135m.yaml).
+"""The study: GRPO against λ-GRPO on a real model that reasons (issue 17 §3), on this CPU.
 
-Both arms run from the same warm start with the same seed(s) and step count (``lgrpo compare``): held-out greedy
-accuracy before and after RL, the reward curve, the ``prm/*`` statistics and seconds per step of each arm.
+SmolLM2-135M-Instruct with LoRA on the reasoning recipe (configs/smollm2-135m-reasoning.yaml: sums and differences
+worked digit by digit, group 8, temperature 0.75). Both arms run from the same warm start on the same seeds
+(``lgrpo compare``), ``--steps`` RL steps each, held-out greedy accuracy on the recipe's 200 never-trained problems
+every ``eval.every`` (10) steps. Per arm: peak held-out accuracy and its step (the paper's two claims), final
+accuracy, mean ± s.e. over seeds and the paired per-seed difference (λ-GRPO − GRPO), reward curves, ``prm/*``,
+seconds per step.
 
-    python benchmarks/real_model.py --steps 15 --out runs/bench/real_model           # fetches the model if needed
-    python benchmarks/real_model.py --out runs/bench/real_model --report             # summarise what is there now
+    python benchmarks/real_model.py --out runs/bench/study                   # 3 seeds × 2 arms × 30 steps
+    python benchmarks/real_model.py --out runs/bench/study --estimate        # the study's time, from measured s/step
+    python benchmarks/real_model.py --out runs/bench/study --report          # summarise what is there now
+    python benchmarks/real_model.py --steps 2 --seeds 1 --out runs/bench/tiny data.eval_size=8   # a mechanics check
 
-Every run directory (``OUT/<arm>-seed<S>/``) gets one ``metrics.jsonl`` line per step as it trains, ``lgrpo compare``
-rewrites ``OUT/comparison.json`` after each finished arm, and this script writes ``OUT/results.json`` and
-``OUT/results.md`` at the end (or with ``--report`` at any time, from what exists). Re-running the same command
-skips finished arms and resumes an interrupted one. Extra ``key=value`` arguments override the recipe.
+Every run directory (``OUT/<arm>-seed<S>/``) gets one ``metrics.jsonl`` line per step as it trains and a checkpoint
+every ``rl.save_steps``; ``lgrpo compare`` rewrites ``OUT/comparison.json``/``comparison.png`` after each finished run
+and this script ``OUT/results.json``/``results.md`` after each run and at the end. Re-running the same command (in a
+later session too) skips finished runs and resumes an interrupted one from its last checkpoint. Extra ``key=value``
+arguments override the recipe.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPE = ROOT / "configs" / "smollm2-135m.yaml"
+RECIPE = ROOT / "configs" / "smollm2-135m-reasoning.yaml"
+# measured on this 2-core CPU (bfloat16, LoRA, 16 completions of up to 128 tokens): see the README's study section
+STEP_SECONDS = 30.0
+EVAL_SECONDS = 120.0
+SFT_SECONDS = 60.0
 PRM_KEYS = (
     "prm/flat_fraction",
     "prm/path_depth_mean",
@@ -34,63 +46,133 @@ def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def summarise(out: Path) -> dict:
-    """``results.json``/``results.md`` from the run directories under ``out`` (finished or not)."""
+def _stats(values: list[float]) -> dict | None:
+    """mean ± standard error (None with one value) over seeds."""
+    if not values:
+        return None
+    n = len(values)
+    mean = statistics.fmean(values)
+    sem = statistics.stdev(values) / math.sqrt(n) if n > 1 else None
+    return {"mean": mean, "sem": sem, "n": n}
+
+
+def run_entry(run_dir: Path) -> dict:
+    """One run's figures from its folder (finished or not)."""
     from lgrpo.experiments.compare import ARMS
     from lgrpo.experiments.run_folder import METRICS, SUMMARY, read_metrics
 
-    result: dict = {"arms": {}}
-    for run_dir in sorted(out.glob("*-seed*")):
-        arm, _, seed = run_dir.name.rpartition("-seed")
-        if arm not in ARMS:
-            continue
-        lines = read_metrics(run_dir / METRICS)
-        steps = [ln for ln in lines if "reward" in ln]
-        evals = {ln["step"]: ln["eval/accuracy"] for ln in lines if "eval/accuracy" in ln}
-        summary = json.loads((run_dir / SUMMARY).read_text()) if (run_dir / SUMMARY).exists() else None
-        times = [ln["step_time"] for ln in steps if "step_time" in ln]
-        k = max(1, len(steps) // 3)
-        entry = {
-            "weighting": ARMS[arm],
-            "seed": int(seed),
-            "finished": summary is not None,
-            "steps_done": len(steps),
-            "accuracy_before": evals.get(0),
-            "accuracy_after": summary["accuracy_after"] if summary else None,
-            "eval_size": summary["eval_size"] if summary else None,
-            "seconds_per_step_mean": _mean(times),
-            "seconds_per_step_median": statistics.median(times) if times else None,
-            "run_seconds": summary["seconds"] if summary else None,
-            "reward_first_third": _mean([ln["reward"] for ln in steps[:k]]),
-            "reward_last_third": _mean([ln["reward"] for ln in steps[-k:]]),
-            "clipped_ratio_mean": _mean(
-                [ln["completions/clipped_ratio"] for ln in steps if "completions/clipped_ratio" in ln]
-            ),
-            "prm": {key: _mean([ln[key] for ln in steps if key in ln]) for key in PRM_KEYS},
-            "reward_curve": [round(ln["reward"], 4) for ln in steps],
+    arm, _, seed = run_dir.name.rpartition("-seed")
+    lines = read_metrics(run_dir / METRICS)
+    steps = [ln for ln in lines if "reward" in ln]
+    evals = {ln["step"]: ln["eval/accuracy"] for ln in lines if "eval/accuracy" in ln}
+    summary = json.loads((run_dir / SUMMARY).read_text()) if (run_dir / SUMMARY).exists() else None
+    times = [ln["step_time"] for ln in steps if "step_time" in ln]
+    k = max(1, len(steps) // 3)
+    trained = {s: a for s, a in evals.items() if s > 0}
+    # the step of the peak: the earliest of equal peaks
+    peak_step = max(trained, key=lambda s: (trained[s], -s)) if trained else None
+    return {
+        "arm": arm,
+        "weighting": ARMS[arm],
+        "seed": int(seed),
+        "finished": summary is not None,
+        "steps_done": len(steps),
+        "accuracy_before": evals.get(0),
+        "accuracy_curve": {str(s): a for s, a in sorted(evals.items())},
+        "peak_accuracy": trained[peak_step] if peak_step is not None else None,
+        "peak_step": peak_step,
+        "final_accuracy": summary["accuracy_after"] if summary else None,
+        "eval_size": summary["eval_size"] if summary else None,
+        "seconds_per_step_mean": _mean(times),
+        "seconds_per_step_median": statistics.median(times) if times else None,
+        "run_seconds": summary["seconds"] if summary else None,
+        "reward_first_third": _mean([ln["reward"] for ln in steps[:k]]),
+        "reward_last_third": _mean([ln["reward"] for ln in steps[-k:]]),
+        "clipped_ratio_mean": _mean(
+            [ln["completions/clipped_ratio"] for ln in steps if "completions/clipped_ratio" in ln]
+        ),
+        "prm": {key: _mean([ln[key] for ln in steps if key in ln]) for key in PRM_KEYS},
+        "reward_curve": [round(ln["reward"], 4) for ln in steps],
+    }
+
+
+def summarise(out: Path) -> dict:
+    """``results.json``/``results.md`` from the run directories under ``out`` (finished or not): per run, per arm
+    (mean ± s.e. over its finished seeds) and the paired per-seed difference λ-GRPO − GRPO."""
+    from lgrpo.experiments.compare import ARMS
+
+    runs = {
+        d.name: run_entry(d) for d in sorted(out.glob("*-seed*")) if d.name.rpartition("-seed")[0] in ARMS
+    }
+    result: dict = {"runs": runs, "arms": {}, "paired": {}}
+    keys = ("peak_accuracy", "peak_step", "final_accuracy", "accuracy_before", "seconds_per_step_median")
+    for arm in ARMS:
+        done = [e for e in runs.values() if e["arm"] == arm and e["finished"]]
+        result["arms"][arm] = {"seeds": [e["seed"] for e in done]} | {
+            k: _stats([e[k] for e in done if e[k] is not None]) for k in keys
         }
-        result["arms"][run_dir.name] = entry
+    seeds = sorted({e["seed"] for e in runs.values() if e["finished"]})
+    for k in ("peak_accuracy", "peak_step", "final_accuracy"):
+        diffs = [
+            runs[f"lambda-seed{s}"][k] - runs[f"grpo-seed{s}"][k]
+            for s in seeds
+            if all(runs.get(f"{a}-seed{s}", {}).get("finished") for a in ARMS)
+        ]
+        result["paired"][k] = {"lambda_minus_grpo": _stats(diffs), "per_seed": diffs}
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "results.md").write_text(markdown(result))
     return result
+
+
+def estimate(
+    seconds_per_step: float, eval_seconds: float, sft_seconds: float, steps: int, seeds: int, every: int
+):
+    """The study's wall time (s): per seed one warm start, per run ``steps`` steps and 2 + steps // every held-out
+    evaluations (before, every ``every`` steps, after; the last one shared when ``every`` divides ``steps``)."""
+    evals = 1 + (steps // every if every else 0) + (0 if every and steps % every == 0 else 1)
+    return seeds * (sft_seconds + 2 * (steps * seconds_per_step + evals * eval_seconds))
 
 
 def _fmt(x, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def _pm(st: dict | None, digits: int = 3) -> str:
+    if not st:
+        return "–"
+    return f"{st['mean']:.{digits}f}" + (f" ± {st['sem']:.{digits}f}" if st["sem"] is not None else "")
+
+
 def markdown(result: dict) -> str:
     rows = [
-        "| run | steps | held-out acc. before → after | reward first → last third | s/step (median) | "
-        "prm/flat_fraction | prm/path_depth_mean | prm/process_set_size_mean |",
+        "| arm | seeds | held-out acc. before | peak acc. | step of peak | final acc. | s/step (median) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm, e in result["arms"].items():
+        rows.append(
+            f"| {arm} | {len(e['seeds'])} | {_pm(e['accuracy_before'])} | {_pm(e['peak_accuracy'])} | "
+            f"{_pm(e['peak_step'], 1)} | {_pm(e['final_accuracy'])} | {_pm(e['seconds_per_step_median'], 1)} |"
+        )
+    p = result["paired"]
+    rows += [
+        "",
+        "| paired, λ-GRPO − GRPO (mean ± s.e. over seeds) | peak acc. | step of peak | final acc. |",
+        "|---|---|---|---|",
+        f"| per seed: {', '.join(f'{d:+.3f}' for d in p['final_accuracy']['per_seed']) or '–'} (final) | "
+        f"{_pm(p['peak_accuracy']['lambda_minus_grpo'])} | {_pm(p['peak_step']['lambda_minus_grpo'], 1)} | "
+        f"{_pm(p['final_accuracy']['lambda_minus_grpo'])} |",
+        "",
+        "| run | steps | acc. curve (step: acc.) | reward first → last third | s/step | prm/flat_fraction | "
+        "prm/path_depth_mean | prm/intermediate_proportion_mean |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, e in result["arms"].items():
+    for name, e in result["runs"].items():
+        curve = ", ".join(f"{s}: {a:.3f}" for s, a in e["accuracy_curve"].items())
         rows.append(
-            f"| {name} | {e['steps_done']} | {_fmt(e['accuracy_before'])} → {_fmt(e['accuracy_after'])} "
-            f"(n={e['eval_size']}) | {_fmt(e['reward_first_third'])} → {_fmt(e['reward_last_third'])} | "
-            f"{_fmt(e['seconds_per_step_median'], 1)} | {_fmt(e['prm']['prm/flat_fraction'])} | "
-            f"{_fmt(e['prm']['prm/path_depth_mean'], 2)} | {_fmt(e['prm']['prm/process_set_size_mean'], 2)} |"
+            f"| {name} | {e['steps_done']} | {curve} | {_fmt(e['reward_first_third'])} → "
+            f"{_fmt(e['reward_last_third'])} | {_fmt(e['seconds_per_step_median'], 1)} | "
+            f"{_fmt(e['prm']['prm/flat_fraction'])} | {_fmt(e['prm']['prm/path_depth_mean'], 2)} | "
+            f"{_fmt(e['prm']['prm/intermediate_proportion_mean'], 3)} |"
         )
     return "\n".join(rows) + "\n"
 
@@ -102,32 +184,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model", help="model.name_or_path (default: the cached SmolLM2 GGUF, fetched if needed)"
     )
-    parser.add_argument("--steps", type=int, default=15, help="RL steps per arm (15)")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds, both arms on each (1)")
-    parser.add_argument("--out", default="runs/bench/real_model", help="output folder")
+    parser.add_argument("--steps", type=int, default=30, help="RL steps per run (30)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds, both arms on each (3)")
+    parser.add_argument("--out", default="runs/bench/study", help="output folder")
     parser.add_argument("--report", action="store_true", help="only summarise the runs already in --out")
     parser.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. data.eval_size=32"
+        "--estimate",
+        action="store_true",
+        help="print the study's wall time from --step-seconds, --eval-seconds, --sft-seconds and exit",
     )
+    parser.add_argument(
+        "--step-seconds", type=float, default=STEP_SECONDS, help="RL step (measured, see below)"
+    )
+    parser.add_argument("--eval-seconds", type=float, default=EVAL_SECONDS, help="one held-out evaluation")
+    parser.add_argument("--sft-seconds", type=float, default=SFT_SECONDS, help="one warm start")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. rl.lr=2e-4")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    if args.steps < 1 or args.seeds < 1:
+        raise SystemExit("--steps and --seeds must be at least 1")
+    from lgrpo.experiments.config import load_config
+
+    model = args.model
+    if model is None and not (args.report or args.estimate):
+        from lgrpo.assets import fetch_smollm2
+
+        model = str(fetch_smollm2())
+    overrides = [
+        *([f"model.name_or_path={model}"] if model else []),
+        f"rl.max_steps={args.steps}",
+        *args.overrides,
+    ]
+    try:
+        cfg = load_config(RECIPE, overrides)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    if args.estimate:
+        total = estimate(
+            args.step_seconds, args.eval_seconds, args.sft_seconds, args.steps, args.seeds, cfg.eval.every
+        )
+        print(
+            f"{args.seeds} seeds × 2 arms × {args.steps} steps at {args.step_seconds:.1f} s/step, held-out "
+            f"evaluation {args.eval_seconds:.0f} s every {cfg.eval.every} steps, warm start {args.sft_seconds:.0f} s: "
+            f"about {total / 3600:.2f} h"
+        )
+        return 0
     if not args.report:
         from lgrpo.experiments.compare import compare
-        from lgrpo.experiments.config import load_config
 
-        if args.steps < 1 or args.seeds < 1:
-            raise SystemExit("--steps and --seeds must be at least 1")
-        model = args.model
-        if model is None:
-            from lgrpo.assets import fetch_smollm2
-
-            model = str(fetch_smollm2())
-        overrides = [f"model.name_or_path={model}", f"rl.max_steps={args.steps}", *args.overrides]
-        try:
-            cfg = load_config(RECIPE, overrides)
-        except ValueError as e:
-            raise SystemExit(f"error: {e}") from None
-        compare(cfg, out, args.seeds)
+        compare(cfg, out, args.seeds, on_run_done=lambda: summarise(out))
     result = summarise(out)
     print(markdown(result), file=sys.stderr)
     print(f"results in {out}/results.json, results.md, comparison.json and comparison.png")
