@@ -21,6 +21,16 @@ from lgrpo.models import LoadError, dequantised_dir, load_model
 
 pytestmark = pytest.mark.real_model
 
+# the reasoning recipe in CI: two RL steps; the warm start and held-out set made smaller to fit the suite's budget
+REASONING_CI = [
+    "rl.max_steps=2",
+    "sft.batch_size=4",
+    "data.train_size=200",
+    "data.eval_size=4",
+    "eval.every=0",
+    "eval.batch_size=4",
+    "rl.save_steps=100",
+]
 # bfloat16 against float32 per-token log-probs (nats) of worked solutions on SmolLM2: mean and largest |Δ| over the
 # tokens, and |Δ| of each completion's mean NLL (the loss's scale); measured here (AVX512-BF16 CPU):
 BF16_TOL = {"mean": 0.05, "max": 0.6, "loss": 0.03}  # measured: 0.029, 0.36, 0.012
@@ -180,3 +190,29 @@ def test_bfloat16_costs_little_precision_on_the_real_model(real):
     assert diff.mean() < BF16_TOL["mean"] and diff.max() < BF16_TOL["max"], (diff.mean(), diff.max())
     for full, low in nll:  # the mean NLL over a completion, the loss's scale
         assert abs(full - low) < BF16_TOL["loss"], nll
+
+
+def test_reasoning_recipe_two_steps_have_signal(smollm2_gguf, tmp_path):
+    """configs/smollm2-135m-reasoning.yaml, seed 0, two RL steps (a smaller warm start batch and held-out set so it
+    fits the suite): the completions are worked solutions (tens of tokens, not a copied sum), some group's rewards
+    differ, and a step with such a group has a non-zero gradient."""
+    from lgrpo.experiments.config import load_config
+    from lgrpo.experiments.run_folder import RunFolder
+    from lgrpo.experiments.train import train
+
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "smollm2-135m-reasoning.yaml"
+    cfg = load_config(recipe, [f"model.name_or_path={smollm2_gguf}", *REASONING_CI])
+    train(cfg, tmp_path / "run")
+    folder = RunFolder(tmp_path / "run")
+    lines = [json.loads(x) for x in folder.rollouts.read_text().splitlines()]
+    assert len(lines) == 2 * 16
+    lengths = sorted(len(line["completion_ids"]) for line in lines)
+    assert lengths[len(lengths) // 2] >= 40, lengths  # the worked solution, not `a+b=c`
+    assert sum("Ones:" in line["completion"] for line in lines) >= len(lines) // 2
+    rewards: dict[tuple[int, int], set] = {}
+    for line in lines:
+        rewards.setdefault((line["step"], line["group"]), set()).add(line["reward"])
+    spread = {step for (step, _), r in rewards.items() if len(r) > 1}
+    assert spread, rewards
+    metrics = {m["step"]: m for m in folder.read_metrics() if "grad_norm" in m}
+    assert all(metrics[s]["grad_norm"] > 0 for s in spread), metrics
