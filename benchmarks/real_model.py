@@ -30,10 +30,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "configs" / "smollm2-135m-reasoning.yaml"
-# measured on this 2-core CPU (bfloat16, LoRA, 16 completions of up to 128 tokens): see the README's study section
-STEP_SECONDS = 30.0
-EVAL_SECONDS = 120.0
-SFT_SECONDS = 60.0
+# this 2-core CPU, bfloat16, LoRA (runs/bench/study_tiny: --steps 2 --seeds 1 data.eval_size=8): median step 10 s
+# (16 completions, median 63 tokens), warm start 173 s; one held-out evaluation of 200 problems (4 greedy batches of
+# 50, up to 128 tokens) is an estimate, not measured
+STEP_SECONDS = 10.0
+EVAL_SECONDS = 80.0
+SFT_SECONDS = 175.0
 PRM_KEYS = (
     "prm/flat_fraction",
     "prm/path_depth_mean",
