@@ -478,6 +478,7 @@ def test_two_process_weights_match_one_process(two_processes, tok):
     assert len(lines) == ids.shape[0]
     assert [x["group"] for x in lines] == group.tolist() and {x["step"] for x in lines} == {1}
     assert [x["prompt"] for x in lines] == ranks[0]["prompts"] + ranks[1]["prompts"]
+    assert [x["prompt_ids"] for x in lines] == ranks[0]["prompt_ids"] + ranks[1]["prompt_ids"]  # as trained
     for x, row, n in zip(lines, ids, mask.sum(1).tolist()):
         assert x["completion_ids"] == row[:n].tolist()
         assert x["reward"] == pytest.approx(reward_digits([x["prompt"]], [x["completion"]])[0])
@@ -524,7 +525,9 @@ def test_train_writes_rollouts_and_prm_metrics(tmp_path, tok):
     assert len(lines) == 2 * args.generation_batch_size
     assert {x["step"] for x in lines} == {1, 2}
     for x in lines:
-        assert set(x) == {"step", "group", "prompt", "completion", "completion_ids", "reward", "advantage"}
+        assert set(x) == {"step", "group", "prompt", "prompt_ids", "completion", "completion_ids", "reward",
+                          "advantage"}  # fmt: skip
+        assert x["prompt_ids"] == tok(x["prompt"])["input_ids"]  # a plain-text prompt, tokenized as TRL does
         assert isinstance(x["completion_ids"], list) and isinstance(x["completion"], str)
         assert x["completion"] == tok.decode(x["completion_ids"], skip_special_tokens=True)
         assert x["reward"] == pytest.approx(reward_digits([x["prompt"]], [x["completion"]])[0])

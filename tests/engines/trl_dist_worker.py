@@ -54,6 +54,10 @@ def main(out: str) -> None:
     torch.save(
         {
             "prompts": [x["prompt"] for x in batch],
+            "prompt_ids": [
+                r[m.bool()].tolist()
+                for r, m in zip(out_batch["prompt_ids"].cpu(), out_batch["prompt_mask"].cpu())
+            ],
             "completion_ids": out_batch["completion_ids"].cpu(),
             "completion_mask": out_batch["completion_mask"].cpu(),
             "lambda_weights": out_batch["lambda_weights"].cpu(),

@@ -347,6 +347,11 @@ class LambdaGRPOTrainer(GRPOTrainer):
     ) -> None:
         """Append one line per completion of the generation batch to ``rollouts.jsonl`` (main process only)."""
         prompts = gather_object([_prompt_text(x["prompt"]) for x in inputs])
+        acc = self.accelerator
+        prompt_ids, prompt_mask = batch["prompt_ids"], batch["prompt_mask"]
+        if acc.num_processes > 1:  # left-padded per process; the mask picks the real tokens after the gather
+            prompt_ids = acc.gather(acc.pad_across_processes(prompt_ids, dim=1, pad_index=0))
+            prompt_mask = acc.gather(acc.pad_across_processes(prompt_mask, dim=1, pad_index=0))
         advantages = self.accelerator.gather(batch["advantages"].float().reshape(len(inputs), -1)[:, 0])
         rpf = self._last_rewards_per_func
         if rpf is None or rpf.shape[0] != ids.shape[0]:  # a custom path that bypassed _calculate_rewards
@@ -359,19 +364,23 @@ class LambdaGRPOTrainer(GRPOTrainer):
         lengths = mask.sum(1).tolist()
         rows = [r[:n] for r, n in zip(ids.tolist(), lengths)]
         texts = self.processing_class.batch_decode(rows, skip_special_tokens=True)
+        prompt_rows = [r[m.bool()].tolist() for r, m in zip(prompt_ids.cpu(), prompt_mask.cpu())]
         step = int(self.state.global_step) + 1  # the optimizer step this batch is first trained on
         # with steps_per_generation < gradient_accumulation_steps one optimizer step sees several generation
         # batches: offset their group ids so that a group stays unique within its step
         offset = self._rollout_groups_logged if step == self._rollout_step else 0
         self._rollout_step, self._rollout_groups_logged = step, offset + int(group.max()) + 1
         os.makedirs(self.args.output_dir, exist_ok=True)
-        columns = zip((group + offset).tolist(), prompts, texts, rows, rewards.tolist(), advantages.tolist())
+        columns = zip(
+            (group + offset).tolist(), prompts, prompt_rows, texts, rows, rewards.tolist(), advantages.tolist()
+        )
         with open(os.path.join(self.args.output_dir, ROLLOUT_LOG), "a", encoding="utf-8") as f:
-            for g, prompt, text, row, reward, advantage in columns:
+            for g, prompt, prompt_row, text, row, reward, advantage in columns:
                 line = {
                     "step": step,
                     "group": g,
                     "prompt": prompt,
+                    "prompt_ids": prompt_row,
                     "completion": text,
                     "completion_ids": row,
                     "reward": None if math.isnan(reward) else reward,
