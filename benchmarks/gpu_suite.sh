@@ -10,6 +10,12 @@
 #      tree-packed with a flex-attention BlockMask vs the padded batch, shared fractions 0, 0.7, 0.9, with the packed
 #      log-probs checked against the padded ones first (fp32)
 #   4. λ vs uniform: the same padded step with λ weights (process sets + lambda_weights + weighted loss) vs without
+#   5. padded vs prompt-once vs tree (both flex BlockMask) on the same batches, and the automatic choice
+#      (lgrpo.packing.choose_packing, its decision time included) against the best of the three
+#
+# GPU_SUITE_CPU=1 swaps the CUDA parts out for a check of the script itself on a CPU (parts 2-5 on the CPU with a
+# ~10M model, 128-token completions, SDPA dense masks instead of flex attention, no bf16 autocast); part 1 then
+# runs the same test files without the CUDA filter being able to select anything but the flex skip.
 #
 # Each part prints its figures and appends JSON lines to OUT_DIR/gpu_suite.jsonl (default: $OUT or ./gpu_suite_out).
 set -uo pipefail
@@ -25,15 +31,20 @@ echo "== environment"
 $PY - <<'EOF' || exit 1
 import sys, torch, transformers
 print("python", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__)
-assert torch.cuda.is_available(), "no CUDA device"
-print("device", torch.cuda.get_device_name(0))
+import os
+if os.environ.get("GPU_SUITE_CPU") == "1":
+    print("device: CPU (GPU_SUITE_CPU=1: CUDA parts swapped out)")
+else:
+    assert torch.cuda.is_available(), "no CUDA device"
+    print("device", torch.cuda.get_device_name(0))
 EOF
 
 echo "== 1. CUDA tests"
 if $PY -c "import pytest" 2>/dev/null; then
     # -o addopts: pyproject's --timeout needs pytest-timeout, which the image may lack
     timeout 240 $PY -m pytest -q -x -p no:cacheprovider -o addopts="-ra --import-mode=importlib" -k "cuda or flex" \
-        tests/test_process.py tests/test_objectives.py tests/test_packing.py || status=1
+        tests/test_process.py tests/test_objectives.py tests/test_packing.py
+    rc=$?; [ $rc -eq 0 ] || [ $rc -eq 5 ] || status=1  # 5: nothing selected (a CPU has no cuda test)
 else
     echo "pytest is not installed in this image: CUDA tests NOT run (carry a pytest wheel to run them)"; status=1
 fi
@@ -52,31 +63,39 @@ def batch(G, K, T, shared, seed=0):
     mask = torch.arange(T)[None, :] < lengths[:, None]
     return ids, mask, torch.arange(G).repeat_interleave(K)
 
-for G, K, T in [(8, 16, 1024), (64, 16, 1024), (32, 64, 4096)]:
+SIZES = [(8, 16, 1024), (64, 16, 1024), (32, 64, 4096)] if os.environ.get("GPU_SUITE_CPU") != "1" else [(8, 16, 256)]
+for G, K, T in SIZES:
     ids, mask, group = batch(G, K, T, 0.5)
     cpu = process_blocks(ids, mask, group).sizes
     t0 = time.perf_counter(); process_blocks(ids, mask, group); t_cpu = time.perf_counter() - t0
-    dev = [x.cuda() for x in (ids, mask, group)]
-    process_blocks(*dev); torch.cuda.synchronize()
-    t0 = time.perf_counter(); gpu = process_blocks(*dev).sizes; torch.cuda.synchronize(); t_gpu = time.perf_counter() - t0
+    cuda = torch.cuda.is_available() and os.environ.get("GPU_SUITE_CPU") != "1"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    dev = [x.cuda() if cuda else x for x in (ids, mask, group)]
+    process_blocks(*dev); sync()
+    t0 = time.perf_counter(); gpu = process_blocks(*dev).sizes; sync(); t_gpu = time.perf_counter() - t0
     assert torch.equal(gpu.cpu(), cpu), "process sets differ between GPU and CPU"
     row = {"bench": "process_sets", "G": G, "K": K, "T": T, "cpu_s": t_cpu, "gpu_s": t_gpu}
     print(f"G={G} K={K} T={T}: equal; CPU {t_cpu*1e3:.1f} ms, GPU {t_gpu*1e3:.1f} ms")
     open(os.environ["GPU_SUITE_OUT"], "a").write(json.dumps(row) + "\n")
 EOF
 
-echo "== 3+4. packed (flex BlockMask) vs padded steps, λ vs uniform; ~100M model, groups of 16 x 1,024 tokens"
+echo "== 3+4+5. packed (flex BlockMask) vs padded steps, λ vs uniform, padded vs prompt-once vs tree; ~100M model, groups of 16 x 1,024 tokens"
 timeout 330 $PY - <<'EOF' || status=1
-import json, os, statistics, time, torch
+import contextlib, json, os, statistics, time, torch
 from overhead import build_model, build_tokenizer
 from tree_packing import PROMPT_LEN, synthetic_batch
 from lgrpo.objectives import lambda_weights, policy_loss
-from lgrpo.packing import pack_groups, packed_logps
+from lgrpo.packing import choose_packing, pack_groups, packed_logps
 
 torch.manual_seed(0)
 tok = build_tokenizer()
-K, T, REPEAT = 16, 1024, 3
-dev = torch.device("cuda")
+CPU = os.environ.get("GPU_SUITE_CPU") == "1"  # the CUDA parts swapped out: a check of this script on a CPU
+K, T, REPEAT = (16, 1024, 3) if not CPU else (16, 128, 2)
+SIZE, ATTN = ("100m", "flex_attention") if not CPU else ("10m", "sdpa")
+dev = torch.device("cuda" if not CPU else "cpu")
+sync = torch.cuda.synchronize if not CPU else (lambda: None)
+autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if not CPU else contextlib.nullcontext
+mask_of = (lambda p: p.block_mask()) if not CPU else (lambda p: None)  # None: the model's dense SDPA mask
 
 def padded_logps(model, b):
     ids = torch.cat([b["prompt_ids"], b["completion_ids"]], 1)
@@ -86,11 +105,11 @@ def padded_logps(model, b):
 
 def step(model, opt, b, packed=None, weights=None):
     mask = b["completion_mask"]
-    with torch.autocast("cuda", dtype=torch.bfloat16):
+    with autocast():
         if packed is None:
             logp = padded_logps(model, b)
         else:
-            logp = packed_logps(model, packed, b["completion_ids"], mask_arg=packed.block_mask())[0]
+            logp = packed_logps(model, packed, b["completion_ids"], mask_arg=mask_of(packed))[0]
     w = None
     if weights == "lambda":
         group = torch.arange(mask.shape[0], device=dev) // K
@@ -101,16 +120,16 @@ def step(model, opt, b, packed=None, weights=None):
     opt.zero_grad(set_to_none=True)
 
 def timed(fn, n=REPEAT):
-    fn(); torch.cuda.synchronize()  # warm-up (flex attention compiles on first use)
+    fn(); sync()  # warm-up (flex attention compiles on first use)
     ts = []
     for _ in range(n):
-        t0 = time.perf_counter(); fn(); torch.cuda.synchronize(); ts.append(time.perf_counter() - t0)
+        t0 = time.perf_counter(); fn(); sync(); ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
 
 out = open(os.environ["GPU_SUITE_OUT"], "a")
-flex = build_model(tok, "100m", PROMPT_LEN + T, seed=0).to(dev)
-flex.config._attn_implementation = "flex_attention"
-padded = build_model(tok, "100m", PROMPT_LEN + T, seed=0).to(dev)  # sdpa
+flex = build_model(tok, SIZE, PROMPT_LEN + T, seed=0).to(dev)
+flex.config._attn_implementation = ATTN
+padded = build_model(tok, SIZE, PROMPT_LEN + T, seed=0).to(dev)  # sdpa
 print(f"model: {sum(p.numel() for p in padded.parameters()) / 1e6:.0f}M parameters")
 
 # exactness first (fp32, no autocast): packed flex vs padded sdpa log-probs
@@ -118,10 +137,12 @@ b = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in synthetic_batch(tok, 
 p = pack_groups(b["prompt_ids"], b["prompt_mask"], b["completion_ids"], b["completion_mask"])
 with torch.no_grad():
     ref = padded_logps(padded, b)
-    got = packed_logps(flex, p, b["completion_ids"], mask_arg=p.block_mask())[0]
-err = float((got - ref).abs().max() / ref.abs().max())
-print(f"packed (flex) vs padded log-probs, fp32: max relative error {err:.2e}")
-out.write(json.dumps({"bench": "packed_exact", "rel_err": err}) + "\n")
+    for mode in ("tree", "prompt_once"):
+        p = pack_groups(b["prompt_ids"], b["prompt_mask"], b["completion_ids"], b["completion_mask"], mode=mode)
+        got = packed_logps(flex, p, b["completion_ids"], mask_arg=mask_of(p))[0]
+        err = float((got - ref).abs().max() / ref.abs().max())
+        print(f"packed {mode} ({ATTN}) vs padded log-probs, fp32: max relative error {err:.2e}")
+        out.write(json.dumps({"bench": "packed_exact", "mode": mode, "rel_err": err}) + "\n")
 
 opt_f = torch.optim.AdamW(flex.parameters(), lr=1e-7)
 opt_p = torch.optim.AdamW(padded.parameters(), lr=1e-7)
@@ -139,9 +160,31 @@ for f in (0.0, 0.7, 0.9):
 b = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in synthetic_batch(tok, 4, K, T, 0.7, seed=3).items()}
 t_uniform = timed(lambda: step(padded, opt_p, b), n=5)
 t_lambda = timed(lambda: step(padded, opt_p, b, weights="lambda"), n=5)
-print(f"λ vs uniform (4 groups of 16 x 1,024, padded step): λ {t_lambda:.3f}s, uniform {t_uniform:.3f}s, "
+print(f"λ vs uniform (4 groups of 16 x {T:,}, padded step): λ {t_lambda:.3f}s, uniform {t_uniform:.3f}s, "
       f"ratio {t_lambda / t_uniform:.3f}")
 out.write(json.dumps({"bench": "lambda_vs_uniform", "lambda_s": t_lambda, "uniform_s": t_uniform}) + "\n")
+
+# 5. padded vs prompt-once vs tree on the same batches; the automatic choice (decision time included) vs the best
+print(f"padded vs prompt-once vs tree ({ATTN}), steps of one group of {K} x {T:,}, median of {REPEAT}:")
+for f in (0.0, 0.3, 0.7, 0.9):
+    b = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in synthetic_batch(tok, 1, K, T, f, seed=4).items()}
+    args = (b["prompt_ids"], b["prompt_mask"], b["completion_ids"], b["completion_mask"])
+    lay = {m: pack_groups(*args, mode=m) for m in ("tree", "prompt_once")}
+    times = {"padded": timed(lambda: step(padded, opt_p, b))}
+    for m, p in lay.items():
+        times[m] = timed(lambda: step(flex, opt_f, b, packed=p))
+    t0 = time.perf_counter()
+    pick = choose_packing({"tree": pack_groups(*args)}, (K, PROMPT_LEN + T), flex)  # what "auto" lays out
+    decide = time.perf_counter() - t0
+    auto = times[pick] + decide
+    best = min(times.values())
+    row = {"bench": "three_way", "shared": f, **{f"{m}_s": v for m, v in times.items()}, "auto_pick": pick,
+           "decide_s": decide, "auto_over_best": auto / best}
+    print(f"shared {f:.1f}: padded {times['padded']:.3f}s, prompt-once {times['prompt_once']:.3f}s, tree "
+          f"{times['tree']:.3f}s; tree/prompt-once {times['prompt_once'] / times['tree']:.2f}x, tree/padded "
+          f"{times['padded'] / times['tree']:.2f}x; auto picks {pick} ({decide * 1e3:.1f} ms), "
+          f"auto/best {auto / best:.3f}", flush=True)
+    out.write(json.dumps(row) + "\n"); out.flush()
 EOF
 
 echo "== done (status $status); figures in $GPU_SUITE_OUT"

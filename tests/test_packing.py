@@ -19,7 +19,14 @@ except ImportError:  # the GPU image has no hypothesis (benchmarks/gpu_suite.sh)
     given = settings = st = None
 
 from lgrpo.objectives import policy_loss
-from lgrpo.packing import check_packable, model_attention_mask, pack_groups, packed_logps, packing_pays
+from lgrpo.packing import (
+    check_packable,
+    choose_packing,
+    model_attention_mask,
+    pack_groups,
+    packed_logps,
+    packing_pays,
+)
 
 RTOL = 1e-5
 
@@ -114,9 +121,11 @@ def random_groups(rng: random.Random, vocab: int, n_groups: int, k: int, max_len
 # layout vs brute force
 
 
-def check_layout(prompts, comps, row_tokens=None, pair_cost=None):
+def check_layout(prompts, comps, row_tokens=None, pair_cost=None, mode="tree"):
     pid, pm, cid, cm = make_batch(prompts, comps)
-    packed = pack_groups(pid, pm, cid, cm, row_tokens=row_tokens, pair_cost=pair_cost)
+    packed = pack_groups(pid, pm, cid, cm, row_tokens=row_tokens, pair_cost=pair_cost, mode=mode)
+    # a node is one (tree, completion prefix) in a tree, one (row, position) in prompt-once
+    node_key = (lambda i, c, t: (tree[i], tuple(c[: t + 1]))) if mode == "tree" else (lambda i, c, t: (i, t))
     tree = packed.group.tolist()
     # trees: rows of one tree share the prompt; without pair_cost one tree per distinct prompt
     for i in range(len(prompts)):
@@ -129,7 +138,7 @@ def check_layout(prompts, comps, row_tokens=None, pair_cost=None):
     ok = packed.allowed()[:, 0]
     flat_ids, flat_pos = packed.input_ids.flatten(), packed.position_ids.flatten()
     # unique tokens: one per distinct (prompt, completion prefix), one per distinct prompt token
-    prefixes = {(tree[i], tuple(c[: t + 1])) for i, c in enumerate(comps) for t in range(len(c))}
+    prefixes = {node_key(i, c, t) for i, c in enumerate(comps) for t in range(len(c))}
     prompt_tokens = sum(len(p) for p in {tree[i]: p for i, p in enumerate(prompts)}.values())
     assert packed.packed_tokens == len(prefixes) + prompt_tokens
     assert packed.unpacked_tokens == sum(len(p) + len(c) for p, c in zip(prompts, comps))
@@ -139,7 +148,7 @@ def check_layout(prompts, comps, row_tokens=None, pair_cost=None):
         r = int(packed.context_index[i, 0]) // N if c else None
         for t in range(len(c)):
             n = int(packed.token_index[i, t])
-            assert node_of.setdefault((tree[i], tuple(c[: t + 1])), n) == n  # same tree and prefix, same node
+            assert node_of.setdefault(node_key(i, c, t), n) == n  # same tree and prefix (tree), same node
             assert int(flat_ids[n]) == c[t] and int(flat_pos[n]) == len(p) + t
             ctx = int(packed.context_index[i, t])
             if t:
@@ -175,7 +184,11 @@ def _layout_property(seed, n_groups, k, max_len):
     if all(not c for c in comps):
         comps[0] = [1]
     check_layout(
-        prompts, comps, row_tokens=rng.choice([None, 12, 40]), pair_cost=rng.choice([None, 0.01, 0.1, 1.0])
+        prompts,
+        comps,
+        row_tokens=rng.choice([None, 12, 40]),
+        pair_cost=rng.choice([None, 0.01, 0.1, 1.0]),
+        mode=rng.choice(["tree", "prompt_once"]),
     )
 
 
@@ -204,6 +217,20 @@ def test_layout_by_hand():
     assert packed.token_index.tolist() == [[2, 3, 4], [2, 3, 5], [2, 3, 0], [6, 0, 0]]
     assert packed.context_index.tolist() == [[1, 2, 3], [1, 2, 3], [1, 2, 0], [1, 0, 0]]
     assert packed.unique_token_fraction == 7 / (8 + 9)
+
+
+def test_prompt_once_layout_by_hand():
+    # the same group prompt-once: the prompt 9 9 once, then every completion in full, in lexicographic order
+    pid, pm, cid, cm = make_batch([[9, 9]] * 4, [[1, 2, 3], [1, 2, 4], [1, 2], [5]])
+    packed = pack_groups(pid, pm, cid, cm, mode="prompt_once")
+    assert packed.input_ids.tolist() == [[9, 9, 1, 2, 1, 2, 3, 1, 2, 4, 5]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 2, 3, 4, 2, 3, 4, 2]]
+    assert packed.end.tolist() == [[11, 11, 4, 4, 7, 7, 7, 10, 10, 10, 11]]
+    assert packed.token_index.tolist() == [[4, 5, 6], [7, 8, 9], [2, 3, 0], [10, 0, 0]]
+    assert packed.context_index.tolist() == [[1, 4, 5], [1, 7, 8], [1, 2, 0], [1, 0, 0]]
+    assert packed.packed_tokens == 2 + 9 and packed.mode == "prompt_once"  # G·(P + R) = 17 → P + G·R = 11
+    with pytest.raises(ValueError, match="mode"):
+        pack_groups(pid, pm, cid, cm, mode="trie")
 
 
 def test_pair_cost_splits_large_groups():
@@ -254,7 +281,15 @@ def loss_of(logp, cm, old, adv, ent):
 
 
 def compare(
-    model, prompts, comps, temperature=1.0, row_tokens=None, mask_arg=None, reference=None, pair_cost=None
+    model,
+    prompts,
+    comps,
+    temperature=1.0,
+    row_tokens=None,
+    mask_arg=None,
+    reference=None,
+    pair_cost=None,
+    mode="tree",
 ):
     device = next(model.parameters()).device
     pid, pm, cid, cm = (x.to(device) for x in make_batch(prompts, comps))
@@ -268,7 +303,7 @@ def compare(
         ref_loss, [p for p in (reference or model).parameters() if p.requires_grad]
     )
 
-    packed = pack_groups(pid, pm, cid, cm, row_tokens=row_tokens, pair_cost=pair_cost)
+    packed = pack_groups(pid, pm, cid, cm, row_tokens=row_tokens, pair_cost=pair_cost, mode=mode)
     mask = mask_arg(packed) if mask_arg else None
     logp, ent = packed_logps(model, packed, cid, temperature=temperature, compute_entropy=True, mask_arg=mask)
     loss = loss_of(logp, cm, old, adv, ent)
@@ -283,14 +318,21 @@ def compare(
     return packed
 
 
+@pytest.mark.parametrize("mode", ["tree", "prompt_once"])
 @pytest.mark.parametrize("arch", ["qwen2", "llama"])
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_packed_equals_padded(arch, attn, device):
+def test_packed_equals_padded(arch, attn, device, mode):
     model = tiny(arch, attn).to(device)
     prompts, comps = random_groups(random.Random(3), 64, 3, 5, 12)
-    packed = compare(model, prompts, comps, temperature=0.7, row_tokens=64)
+    packed = compare(
+        model, prompts, comps, temperature=0.7, row_tokens=64 if mode == "tree" else 96, mode=mode
+    )
     assert packed.input_ids.shape[0] < 3  # several groups share a packed row
     assert packed.unique_token_fraction < 1
+    # prompt-once: each prompt once, every completion token in full
+    per_group = {tuple(p): len(p) for p in prompts}
+    expected = sum(per_group.values()) + sum(len(c) for c in comps)
+    assert (packed.packed_tokens == expected) == (mode == "prompt_once")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="flex attention has no backward on CPU")
@@ -302,7 +344,8 @@ def test_flex_block_mask_equals_padded():
     compare(model, prompts, comps, mask_arg=lambda packed: packed.block_mask(), reference=reference)
 
 
-def test_real_tokenizer_groups(smollm2_tokenizer):
+@pytest.mark.parametrize("mode", ["tree", "prompt_once"])
+def test_real_tokenizer_groups(smollm2_tokenizer, mode):
     tok = smollm2_tokenizer
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     q1 = enc(tok.apply_chat_template([{"role": "user", "content": "What is 2+3?"}], tokenize=False))
@@ -320,8 +363,8 @@ def test_real_tokenizer_groups(smollm2_tokenizer):
     assert any(len(c) == 1 for c in comps)
     prompts = [q1] * len(g1) + [q2] * len(g2)
     model = tiny("qwen2", "sdpa", vocab=len(tok))
-    packed = compare(model, prompts, comps)
-    assert packed.unique_token_fraction < 0.6
+    packed = compare(model, prompts, comps, mode=mode)
+    assert packed.unique_token_fraction < (0.6 if mode == "tree" else 0.75)
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "mistral"])
@@ -349,11 +392,13 @@ def test_lora():
             torch.nn.init.normal_(p, std=0.1)
     prompts, comps = random_groups(random.Random(7), 64, 2, 4, 8)
     compare(lora, prompts, comps, pair_cost=0.05)  # groups split into several trees
+    compare(lora, prompts, comps, mode="prompt_once")
     with lora.disable_adapter():  # the reference policy
         pid, pm, cid, cm = make_batch(prompts, comps)
         ref = padded_logps(lora, pid, pm, cid, cm)[0]
-        got = packed_logps(lora, pack_groups(pid, pm, cid, cm), cid)[0]
-        assert_close(got, ref, "reference (adapter disabled)")
+        for mode in ("tree", "prompt_once"):
+            got = packed_logps(lora, pack_groups(pid, pm, cid, cm, mode=mode), cid)[0]
+            assert_close(got, ref, f"reference (adapter disabled), {mode}")
 
 
 def test_through_a_ddp_wrapper(tmp_path):
@@ -419,3 +464,32 @@ def test_packing_pays_and_budget():
     distinct = [[(i * 7 + t) % 60 + 1 for t in range(41)] for i in range(8)]  # nothing shared
     pid, pm, cid, cm = make_batch([[5, 6]] * 8, distinct)
     assert not packing_pays(pack_groups(pid, pm, cid, cm), (8, 2 + 41), model, min_saving_flops=0)
+
+
+def test_choose_packing():
+    """The tree when completions share a long stem, padded when nothing pays; prompt-once when only it fits the
+    mask budget; the decision among the layouts follows the FLOP estimates (worked out here by hand)."""
+    model = tiny("qwen2")
+    d, ff, layers, V = 32, 64, 2, 64
+    per_token, per_pair, per_head = layers * (8 * d * d + 6 * d * ff), layers * 4 * d, 2 * d * V
+    shared = [[1] * 40 + [2 + i] for i in range(8)]
+    pid, pm, cid, cm = make_batch([[5, 6]] * 8, shared)
+    layouts = {m: pack_groups(pid, pm, cid, cm, mode=m) for m in ("tree", "prompt_once")}
+    tree, once = layouts["tree"], layouts["prompt_once"]
+    assert tree.input_ids.shape == (1, 2 + 40 + 8) and once.input_ids.shape == (1, 2 + 8 * 41)
+    # by hand: tree 50 tokens, 50² pairs, 41 context rows (prompt end + 40 stem); padded 8 × 43, head 8 × 42
+    tree_cost = 50 * per_token + 50 * 50 * per_pair + 41 * per_head
+    padded = 8 * 43 * per_token + 8 * 43 * 43 * per_pair + 8 * 42 * per_head
+    assert tree_cost < 0.9 * padded
+    assert choose_packing(layouts, (8, 43), model, min_saving_flops=0) == "tree"
+    assert choose_packing(layouts, (8, 43), model, min_saving_flops=padded - tree_cost + 1) == "padded"
+    # a budget the tree's 50² mask fits and prompt-once's 330² does not, and the reverse is never true
+    assert choose_packing(layouts, (8, 43), model, min_saving_flops=0, mask_budget_bytes=50 * 50) == "tree"
+    assert choose_packing({"prompt_once": once}, (8, 43), model, min_saving_flops=0) == "padded"  # 330² pairs
+    # prompt-once wins where only it is given a budget-fitting layout: two groups, nothing shared but the prompt
+    long_prompt = list(range(1, 61))
+    distinct = [[(i * 7 + t) % 60 + 1 for t in range(4)] for i in range(4)]
+    pid, pm, cid, cm = make_batch([long_prompt] * 4, distinct)
+    once = pack_groups(pid, pm, cid, cm, mode="prompt_once")
+    assert once.input_ids.shape == (1, 60 + 16)
+    assert choose_packing({"prompt_once": once}, (4, 64), model, min_saving_flops=0) == "prompt_once"

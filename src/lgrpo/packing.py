@@ -22,6 +22,12 @@ Layout (one packed row holds one or several whole groups, then padding)::
   *context* position are computed once (``logits_to_keep``), and token ``(i, t)`` gathers its log-prob from the row of
   its parent node (the last prompt token for ``t = 0``).
 
+Two layouts (``mode``): ``"tree"`` (the prompt once, then the trie: every shared completion prefix once too) and
+``"prompt_once"`` (the prompt once per group, then each completion in full: ``G·(P + R)`` tokens become ``P + G·R``,
+the packing of verl's PrefixGrouper and similar). A prompt-once layout *is* the tree layout with no completion
+sharing (every pairwise LCP taken as 0), so both come from the same code and carry the same exactness.
+:func:`choose_packing` picks among padded, prompt-once and tree per call.
+
 Exact for decoder-only models with 1D rotary positions and eager/SDPA/flex attention (:func:`check_packable`).
 """
 
@@ -37,16 +43,22 @@ from torch import Tensor
 from lgrpo.process import process_blocks, validate_batch
 
 __all__ = [
+    "PACKING_MODES",
     "PackedBatch",
     "check_packable",
+    "choose_packing",
+    "mask_bytes",
     "model_attention_mask",
     "pack_groups",
     "packed_logps",
+    "packing_cost",
     "packing_pays",
+    "padded_cost",
     "pair_cost",
 ]
 
 PACKABLE_ATTENTION = ("eager", "sdpa", "flex_attention")
+PACKING_MODES = ("tree", "prompt_once")  # layouts of pack_groups; "padded" is the unpacked batch
 
 
 @dataclass
@@ -62,7 +74,8 @@ class PackedBatch:
             its parent node, or the group's last prompt token for ``t = 0`` (0 on padding).
         mask: ``[B, T]`` bool, the completion mask.
         group: ``[B]`` long, dense tree index (rows with identical prompts; a group may be split, see ``pair_cost``).
-        packed_tokens: real (non-padding) tokens in the packed rows: prompts once per group + unique completion tokens.
+        packed_tokens: real (non-padding) tokens in the packed rows: prompts once per tree + its completion nodes
+            (unique completion tokens for ``"tree"``, all of them for ``"prompt_once"``).
         unpacked_tokens: prompt + completion tokens of every row, as a padded batch holds them (padding excluded).
     """
 
@@ -75,6 +88,7 @@ class PackedBatch:
     group: Tensor
     packed_tokens: int
     unpacked_tokens: int
+    mode: str = "tree"
 
     @property
     def unique_token_fraction(self) -> float:
@@ -127,12 +141,17 @@ def _contiguous(mask: Tensor) -> bool:
     return bool((starts.sum(1) + mask[:, 0].long() <= 1).all())
 
 
-def _slots(ids: Tensor, cmask: Tensor, clen: Tensor, group: Tensor) -> tuple[Any, Tensor, Tensor]:
-    """Process blocks of ``group`` and, per slot ``[G, K]`` (lexicographic order), the first new token ``start`` and
-    the number of new tokens ``new``: each slot adds the tokens after its LCP with the previous slot, and those
-    suffixes, slot after slot, are the trie's nodes in DFS preorder."""
+def _slots(
+    ids: Tensor, cmask: Tensor, clen: Tensor, group: Tensor, share: bool = True
+) -> tuple[Any, Tensor, Tensor, Tensor]:
+    """Process blocks of ``group``, their pairwise LCPs ``[G, K, K]`` and, per slot ``[G, K]`` (lexicographic
+    order), the first new token ``start`` and the number of new tokens ``new``: each slot adds the tokens after its
+    LCP with the previous slot, and those suffixes, slot after slot, are the trie's nodes in DFS preorder.
+    ``share=False`` (prompt-once): every LCP between two completions is taken as 0, so each adds all its tokens."""
     blocks = process_blocks(ids, cmask, group)
     rows, lcp = blocks.rows, blocks.lcp
+    if not share:
+        lcp = lcp.clamp(max=0)  # -1 (empty slot) stays
     G, K = rows.shape
     valid = rows >= 0
     slot_len = torch.where(valid, clen[rows.clamp(min=0)], 0)
@@ -140,7 +159,7 @@ def _slots(ids: Tensor, cmask: Tensor, clen: Tensor, group: Tensor) -> tuple[Any
     if K > 1:
         start[:, 1:] = torch.diagonal(lcp, offset=1, dim1=1, dim2=2).clamp(min=0)
     new = (slot_len - start).clamp(min=0).masked_fill(~valid, 0)
-    return blocks, start, new
+    return blocks, lcp, start, new
 
 
 def _split_groups(
@@ -197,6 +216,7 @@ def pack_groups(
     completion_ids: Tensor,
     completion_mask: Tensor,
     *,
+    mode: str = "tree",
     row_tokens: int | None = None,
     pair_cost: float | None = None,
     pad_id: int = 0,
@@ -208,6 +228,9 @@ def pack_groups(
         prompt_mask: ``[B, P]`` bool or 0/1. Rows with the same real prompt tokens share one tree.
         completion_ids: ``[B, T]`` long, completions, right-padded.
         completion_mask: ``[B, T]`` bool or 0/1, one contiguous run from position 0 per row.
+        mode: ``"tree"``: the prompt, then the trie of the completions (every shared prefix once);
+            ``"prompt_once"``: the prompt, then every completion in full (a tree whose only shared node is the
+            prompt: ``P + Σ L_i`` tokens per group).
         row_tokens: capacity of a packed row; groups are packed whole, first-fit decreasing, into rows of
             ``max(row_tokens, largest group)`` tokens. ``None``: one group per row is never forced; the capacity is
             the largest group's size.
@@ -222,6 +245,9 @@ def pack_groups(
     Raises ``ValueError`` naming the argument on bad shapes or masks, or when a row with completion tokens has an
     empty prompt (its first token would have no context).
     """
+    if mode not in PACKING_MODES:
+        raise ValueError(f"mode: expected one of {PACKING_MODES}, got {mode!r}")
+    share = mode == "tree"
     completion_ids, cmask, _ = validate_batch(
         completion_ids, completion_mask, torch.zeros(completion_ids.shape[0], dtype=torch.long)
     )
@@ -248,13 +274,13 @@ def pack_groups(
     key = torch.where(pmask, prompt_ids, torch.full_like(prompt_ids, -1))
     _, group = torch.unique(key, dim=0, return_inverse=True)
     group = group.reshape(B)
-    blocks, start, new = _slots(completion_ids, cmask, clen, group)
+    blocks, lcp, start, new = _slots(completion_ids, cmask, clen, group, share)
     if pair_cost and B:
         group = _split_groups(blocks, new, plen, clen, group, float(pair_cost))
         if int(group.max()) + 1 > blocks.num_groups:
-            blocks, start, new = _slots(completion_ids, cmask, clen, group)
+            blocks, lcp, start, new = _slots(completion_ids, cmask, clen, group, share)
     G = blocks.num_groups
-    rows, lcp = blocks.rows, blocks.lcp  # [G, K] slots in lexicographic order, [G, K, K]
+    rows = blocks.rows  # [G, K] slots in lexicographic order; lcp [G, K, K]
     K = rows.shape[1]
     valid = rows >= 0
     base = torch.cumsum(new, 1) - new  # [G, K] first node of each slot's new tokens (group-local)
@@ -336,6 +362,7 @@ def pack_groups(
         group=group,
         packed_tokens=int(gplen.sum() + unique.sum()),
         unpacked_tokens=int(plen.sum() + clen.sum()),
+        mode=mode,
     )
 
 
@@ -509,6 +536,72 @@ def pair_cost(model: Any) -> float:
     return per_pair / per_token
 
 
+def packing_cost(packed: PackedBatch, model: Any) -> float:
+    """Predicted FLOPs of one forward pass over ``packed`` (:func:`_flops`): tokens, attended pairs and head rows.
+
+    Dense attention (eager, SDPA) pays for every (query, key) pair of a row, masked or not; flex attention's
+    ``BlockMask`` skips masked blocks, counted here as a causal row's pairs (``N²/2``). The LM head runs once per
+    distinct context position (:func:`packed_logps`).
+    """
+    per_token, per_pair, per_head = _flops(model)
+    R, N = packed.input_ids.shape
+    attn = getattr(_config(model), "_attn_implementation", None) or "eager"
+    pairs = R * N * (N + 1) / 2 if attn == "flex_attention" else R * N * N
+    heads = int(torch.unique(packed.context_index[packed.mask]).numel())
+    return R * N * per_token + pairs * per_pair + heads * per_head
+
+
+def mask_bytes(packed: PackedBatch, model: Any) -> int:
+    """Bytes of the dense mask :func:`model_attention_mask` builds for ``packed``: ``R·N²`` (bool, SDPA), ``4·R·N²``
+    (float, eager), 0 (flex attention's ``BlockMask``)."""
+    attn = getattr(_config(model), "_attn_implementation", None) or "eager"
+    R, N = packed.input_ids.shape
+    return 0 if attn == "flex_attention" else R * N * N * (1 if attn == "sdpa" else 4)
+
+
+def padded_cost(padded_shape: tuple[int, int], completion_length: int, model: Any) -> float:
+    """Predicted FLOPs of one forward pass over the padded batch of ``padded_shape = (rows, prompt + completion
+    length)``, whose LM head runs over the last ``completion_length + 1`` positions of every row (as TRL's)."""
+    per_token, per_pair, per_head = _flops(model)
+    B, L = padded_shape
+    return B * L * per_token + B * L * L * per_pair + B * (completion_length + 1) * per_head
+
+
+def choose_packing(
+    layouts: dict[str, PackedBatch],
+    padded_shape: tuple[int, int],
+    model: Any,
+    *,
+    mask_budget_bytes: float = 2**30,
+    margin: float = 0.9,
+    min_saving_flops: float = 5e8,
+) -> str:
+    """The predicted cheapest of the padded batch and the given layouts: ``"padded"`` or a key of ``layouts``.
+
+    ``layouts`` maps a mode (``"tree"``, ``"prompt_once"``) to its :func:`pack_groups` result for the same rows;
+    ``padded_shape`` is ``(rows, prompt + completion length)`` of the padded batch. Costs from
+    :func:`packing_cost` and :func:`padded_cost`. A layout is eligible when its dense mask fits
+    ``mask_budget_bytes`` (``R·N²`` bytes for SDPA, 4× for eager's float mask, none for flex attention); the
+    cheapest eligible one is chosen when its estimate is below ``margin`` times the padded one and saves at least
+    ``min_saving_flops`` (laying out the rows costs milliseconds a call, which a tiny model's pass does not win
+    back); otherwise ``"padded"``. Between layouts the lower estimate wins (the tree on a tie).
+    """
+    some = next(iter(layouts.values()), None)
+    if some is None:
+        return "padded"
+    T = some.mask.shape[1]
+    padded = padded_cost(padded_shape, T, model)
+    best, best_cost = "padded", math.inf
+    for mode in sorted(layouts, key=lambda m: m != "tree"):
+        packed = layouts[mode]
+        cost = packing_cost(packed, model)
+        if mask_bytes(packed, model) <= mask_budget_bytes and math.isfinite(cost) and cost < best_cost:
+            best, best_cost = mode, cost
+    if best_cost < margin * padded and padded - best_cost >= min_saving_flops:
+        return best
+    return "padded"
+
+
 def packing_pays(
     packed: PackedBatch,
     padded_shape: tuple[int, int],
@@ -518,23 +611,7 @@ def packing_pays(
     margin: float = 0.9,
     min_saving_flops: float = 5e8,
 ) -> bool:
-    """Whether the packed pass is predicted cheaper than the padded one, and its dense mask fits the budget.
-
-    Cost per pass from :func:`_flops`: tokens, attended pairs (every pair of a row, masked or not, for dense
-    attention; flex attention's ``BlockMask`` skips masked blocks, counted here as the packed tokens' own ancestors
-    at most, i.e. no more than the padded batch's pairs) and scored tokens. Packing is chosen when its estimate is
-    below ``margin`` times the padded one and saves at least ``min_saving_flops`` (laying out the trees costs a few
-    milliseconds a call, which a tiny model's pass does not win back). ``padded_shape`` is ``(rows, length)`` of the
-    padded prompt+completion batch. Flex attention needs no dense mask, so no budget applies to it.
-    """
-    per_token, per_pair, per_head = _flops(model)
-    R, N = packed.input_ids.shape
-    B, L = padded_shape
-    scored = int(packed.mask.sum())
-    attn = getattr(_config(model), "_attn_implementation", None) or "eager"
-    pairs = min(R * N * N, B * L * L) if attn == "flex_attention" else R * N * N
-    packed_cost = R * N * per_token + pairs * per_pair + scored * per_head
-    padded_cost = B * L * per_token + B * L * L * per_pair + scored * per_head
-    mask_bytes = 0 if attn == "flex_attention" else R * N * N * (1 if attn == "sdpa" else 4)
-    cheaper = packed_cost < margin * padded_cost and padded_cost - packed_cost >= min_saving_flops
-    return cheaper and mask_bytes <= mask_budget_bytes and math.isfinite(packed_cost)
+    """Whether ``packed`` is predicted cheaper than the padded batch and its dense mask fits the budget:
+    :func:`choose_packing` with this one layout."""
+    kw = dict(mask_budget_bytes=mask_budget_bytes, margin=margin, min_saving_flops=min_saving_flops)
+    return choose_packing({packed.mode: packed}, padded_shape, model, **kw) != "padded"

@@ -14,6 +14,7 @@ import torch
 pytest.importorskip("trl")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from transformers import Qwen2ForCausalLM
 from trl import GRPOTrainer
 from trl_helpers import base_args, build_dataset, build_model, reward_digits
 
@@ -43,11 +44,12 @@ def generation_batch(t):
     return t._generate_and_score_completions(next(iter(t.get_train_dataloader())))
 
 
+@pytest.mark.parametrize("mode", ["tree", "prompt_once"])
 @pytest.mark.parametrize("lora", [False, True])
-def test_packed_loss_and_grads_equal_unpacked(tmp_path, tok, model_dir, lora):
+def test_packed_loss_and_grads_equal_unpacked(tmp_path, tok, model_dir, lora, mode):
     """One generation batch (8 rows = 2 groups of 4, β = 0.04, perturbed old log-probs so the clip acts): packed log-probs,
     reference log-probs (LoRA: adapter disabled), loss and gradients equal the padded path's."""
-    kw = dict(beta=0.04, top_k=2, max_completion_length=10, per_device_train_batch_size=8, tree_packing=True)
+    kw = dict(beta=0.04, top_k=2, max_completion_length=10, per_device_train_batch_size=8, tree_packing=mode)
     kw["entropy_coef"] = 0.05  # TRL's entropy bonus: its gradient flows through the packed entropies
     kw["tree_packing_always"] = True
     if lora:
@@ -66,6 +68,9 @@ def test_packed_loss_and_grads_equal_unpacked(tmp_path, tok, model_dir, lora):
         t = trainer(tok, tmp_path, model=model_dir, **kw)
     batch = generation_batch(t)
     assert t._metrics["train"]["packing/packed_fraction"] == [1.0]  # the reference pass ran packed
+    assert t._metrics["train"]["packing/tree_fraction"] == [float(mode == "tree")]
+    assert t._packing_checked and t.tree_packing  # the first-use self-check ran and passed
+    assert 0 < t._metrics["train"]["packing/completion_unique_fraction"][0] <= 1
     assert 0 < t._metrics["train"]["packing/unique_token_fraction"][0] < 1
     ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
     att = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
@@ -146,3 +151,57 @@ def test_automatic_fallback_runs_unpacked_when_packing_does_not_pay(tmp_path, to
     t.train()
     h = next(h for h in t.state.log_history if "loss" in h)
     assert h["packing/packed_fraction"] == 0.0
+
+
+class IgnoresTreeMask(Qwen2ForCausalLM):
+    """A model whose packed path is wrong: it drops any 4D attention mask (plain causal attention over the row)."""
+
+    def forward(self, *args, attention_mask=None, **kwargs):
+        if attention_mask is not None and attention_mask.dim() == 4:
+            attention_mask = None
+        return super().forward(*args, attention_mask=attention_mask, **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["auto", "prompt_once"])
+def test_self_check_turns_packing_off_for_a_wrong_packed_path(tmp_path, tok, mode):
+    model = build_model(tok, layers=2)
+    model.__class__ = IgnoresTreeMask  # same weights, packed path broken
+    kw = dict(top_k=2, max_completion_length=10, per_device_train_batch_size=8, tree_packing_always=True)
+    t = trainer(tok, tmp_path, model=model, tree_packing=mode, **kw)
+    batch = generation_batch(t)
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+    att = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+    T = batch["completion_ids"].shape[1]
+    m = batch["completion_mask"].bool()
+    with torch.no_grad():
+        stock = GRPOTrainer._get_per_token_logps_and_entropies(t, t.model, ids, att, T)[0]
+        with pytest.warns(
+            UserWarning, match="model type 'qwen2' differ from the padded ones.*packing is off"
+        ):
+            logp = t._get_per_token_logps_and_entropies(t.model, ids, att, T)[0]
+        assert not t.tree_packing and t._packing_checked
+        assert rel(logp[m], stock[m]) <= RTOL  # the call itself ran padded
+        # without the check the packed path would have been used, and it is wrong
+        t.tree_packing = True
+        wrong = t._get_per_token_logps_and_entropies(t.model, ids, att, T)[0]
+        assert rel(wrong[m], stock[m]) > 1e-2
+    # a run trains on, unpacked, after the check turned packing off
+    t.tree_packing, t._packing_checked = True, False
+    t._metrics["train"].clear()  # the forced call above logged a packed call
+    with pytest.warns(UserWarning, match="packing is off"):
+        t.train()
+    h = next(h for h in t.state.log_history if "loss" in h)
+    assert h["packing/packed_fraction"] == 0.0
+
+
+def test_tree_packing_modes_in_config(tmp_path):
+    from lgrpo.engines.trl import packing_mode
+
+    for value, mode in [(True, "auto"), (False, "off"), ("true", "auto"), ("tree", "tree"), (None, "off")]:
+        assert packing_mode(value) == mode
+        assert LambdaGRPOConfig(**base_args(str(tmp_path), tree_packing=value)).tree_packing == mode
+    assert (
+        LambdaGRPOConfig(**base_args(str(tmp_path), tree_packing="prompt_once")).tree_packing == "prompt_once"
+    )
+    with pytest.raises(ValueError, match="tree_packing: expected one of"):
+        LambdaGRPOConfig(**base_args(str(tmp_path), tree_packing="trie"))

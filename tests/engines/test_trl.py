@@ -454,6 +454,9 @@ def test_two_process_weights_match_one_process(two_processes, tok):
     rows = [r["completion_ids"].shape[0] for r in ranks]
     assert rows[0] % k != 0, "the test needs a group that straddles the two ranks"
     assert ranks[0]["prompts"][-1] == ranks[1]["prompts"][0]
+    assert (
+        ranks[0]["packing"] == ranks[1]["packing"] == (True, True)
+    )  # the self-check ran, passed, was shared
 
     # the 1-process computation over the whole generation batch, in global (rank-major) order
     T = max(r["completion_ids"].shape[1] for r in ranks)

@@ -43,6 +43,8 @@ def main(out: str) -> None:
             top_k=2,
             max_completion_length=10,
             rollout_log=True,
+            tree_packing="auto",  # with the first-use self-check: rank 0 decides, both ranks follow
+            tree_packing_always=True,
         )
     )
     trainer = build_trainer(tok, args)
@@ -51,8 +53,15 @@ def main(out: str) -> None:
     trainer.model.train()
     batch = next(iter(trainer.get_train_dataloader()))  # this rank's rows of the generation batch
     out_batch = trainer._generate_and_score_completions(batch)
+    ids = torch.cat([out_batch["prompt_ids"], out_batch["completion_ids"]], 1)
+    att = torch.cat([out_batch["prompt_mask"], out_batch["completion_mask"]], 1)
+    with torch.no_grad():
+        trainer._get_per_token_logps_and_entropies(
+            trainer.model, ids, att, out_batch["completion_ids"].shape[1]
+        )
     torch.save(
         {
+            "packing": (trainer._packing_checked, trainer.tree_packing),
             "prompts": [x["prompt"] for x in batch],
             "prompt_ids": [
                 r[m.bool()].tolist()

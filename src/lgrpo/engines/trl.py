@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields
@@ -53,7 +54,14 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from lgrpo.experiments.run_folder import TRAINER_CONFIG, RunFolder, write_json
 from lgrpo.objectives import LOSS_TYPES, lambda_weights, policy_loss
-from lgrpo.packing import check_packable, pack_groups, packed_logps, packing_pays, pair_cost
+from lgrpo.packing import (
+    PACKING_MODES,
+    check_packable,
+    choose_packing,
+    pack_groups,
+    packed_logps,
+    pair_cost,
+)
 from lgrpo.process import process_blocks, tree_stats
 from lgrpo.tasks.math_answers import BoxedStoppingCriteria, cut_after_boxed
 
@@ -65,6 +73,21 @@ if tuple(int(x) for x in trl.__version__.split(".")[:2] if x.isdigit()) < (1, 16
     )
 
 WEIGHTINGS = ("lambda", "uniform")
+TREE_PACKING = ("off", "auto", *PACKING_MODES)
+
+
+def packing_mode(value: Any) -> str:
+    """``tree_packing`` as one of :data:`TREE_PACKING`: ``True``/``"true"`` → ``"auto"``, ``False``/``"false"``/
+    ``None`` → ``"off"``. Raises ``ValueError`` naming the argument on anything else."""
+    if value is None or value is False or str(value).lower() in ("false", "off"):
+        return "off"
+    if value is True or str(value).lower() in ("true", "auto"):
+        return "auto"
+    if value in PACKING_MODES:
+        return value
+    raise ValueError(f"tree_packing: expected one of {TREE_PACKING} or a bool, got {value!r}")
+
+
 ROLLOUT_LOG = "rollouts.jsonl"
 
 
@@ -78,18 +101,25 @@ class LambdaGRPOConfig(GRPOConfig):
         log_prm_stats: log ``prm/flat_fraction``, ``prm/path_depth_mean``, ``prm/intermediate_proportion_mean`` and
             ``prm/process_set_size_mean`` for every generation batch.
         rollout_log: append one JSON line per completion to ``<output_dir>/rollouts.jsonl`` (docs/rollout_log.md).
-
-    Whatever the options, ``output_dir`` is kept a run folder that ``lgrpo report`` draws (:class:`RunFolderLog`):
-    ``metrics.jsonl`` (one line per logged step) and ``trainer_config.json``.
-        tree_packing: compute log-probs over each group's process tree, every shared token once (docs/tree_packing.md).
-            Exact; each model call falls back to the padded batch when packing is predicted slower or its dense mask
-            would exceed ``tree_packing_mask_budget_gb``.
-        tree_packing_always: pack every call, even where predicted slower (tests, benchmarks).
+        tree_packing: pack each group's tokens for the log-probs, exactly (docs/tree_packing.md): ``"off"``
+            (``False``), ``"tree"`` (the prompt and every shared completion prefix once), ``"prompt_once"`` (the
+            prompt once, each completion in full) or ``"auto"`` (``True``: each call picks padded, prompt-once or
+            tree, whichever ``lgrpo.packing.choose_packing`` predicts cheapest). With ``"tree"``/``"prompt_once"``
+            a call still runs padded when packing is predicted slower or its dense mask would exceed
+            ``tree_packing_mask_budget_gb``.
+        tree_packing_always: pack every call in the chosen layout (``"auto"``: the tree), even where predicted
+            slower (tests, benchmarks).
+        tree_packing_self_check: the first packed call of the run is also computed padded on one group (no
+            gradient, dropout off); if the log-probs differ beyond a dtype-dependent tolerance, packing is turned
+            off for the run with a warning naming the model type (on several processes, rank 0 decides).
         tree_packing_mask_budget_gb: the largest dense tree mask (all packed rows, bool for sdpa, float for eager).
         stop_after_boxed: cut every completion after the token that closes its first ``\\boxed{…}`` and close it
             with EOS, whatever generated it (transformers, vLLM), before rewards and TRL's completion statistics;
             a row cut this way is terminated, not truncated. With transformers generation a stopping criterion
             also ends each row at its box, which only saves time.
+
+    Whatever the options, ``output_dir`` is kept a run folder that ``lgrpo report`` draws (:class:`RunFolderLog`):
+    ``metrics.jsonl`` (one line per logged step) and ``trainer_config.json``.
     """
 
     weighting: str = field(
@@ -108,18 +138,28 @@ class LambdaGRPOConfig(GRPOConfig):
         metadata={"help": "Cut each completion after its first closed \\boxed{} and close it with EOS."},
     )
 
-    tree_packing: bool = field(
+    tree_packing: bool | str = field(
         default=False,
-        metadata={"help": "Compute log-probs over each group's process tree (exact; docs/tree_packing.md)."},
+        metadata={
+            "help": "Pack groups for the log-probs (exact; docs/tree_packing.md): 'off' (false), 'auto' (true: "
+            "padded, prompt-once or tree per call, whichever is predicted cheapest), 'tree', 'prompt_once'."
+        },
     )
     tree_packing_always: bool = field(
         default=False, metadata={"help": "Pack every model call, even where packing is predicted slower."}
+    )
+    tree_packing_self_check: bool = field(
+        default=True,
+        metadata={
+            "help": "Check the first packed call against the padded one; turn packing off on a mismatch."
+        },
     )
     tree_packing_mask_budget_gb: float = field(
         default=1.0, metadata={"help": "Largest dense tree mask in GB; larger batches run unpacked."}
     )
 
     def __post_init__(self) -> None:
+        self.tree_packing = packing_mode(self.tree_packing)
         if not (self.tree_packing_mask_budget_gb > 0):
             raise ValueError(
                 f"tree_packing_mask_budget_gb: expected a positive number, got {self.tree_packing_mask_budget_gb!r}"
@@ -246,7 +286,9 @@ class LambdaGRPOTrainer(GRPOTrainer):
         self.stop_after_boxed = bool(getattr(self.args, "stop_after_boxed", False))
         self._last_rewards_per_func: Tensor | None = None
         self._rollout_step, self._rollout_groups_logged = -1, 0
-        self.tree_packing = bool(getattr(self.args, "tree_packing", False))
+        self.packing_mode = packing_mode(getattr(self.args, "tree_packing", False))
+        self.tree_packing = self.packing_mode != "off"  # set False to run every call padded
+        self._packing_checked = not bool(getattr(self.args, "tree_packing_self_check", True))
         if self.tree_packing:
             self._check_tree_packing()
         # last callback: the line it writes holds what earlier callbacks added to the logs
@@ -306,6 +348,9 @@ class LambdaGRPOTrainer(GRPOTrainer):
             self._metrics[mode]["packing/unique_token_fraction"].append(
                 _unique_token_fraction(batch["prompt_mask"], all_mask, group, blocks.sizes, self.accelerator)
             )
+            # completions only: Σ 1/|λ(i,t)| / Σ L_i, what the tree saves over prompt-once packing (1 = nothing)
+            unique = (all_mask.float() / blocks.sizes.clamp(min=1)).sum() / all_mask.sum().clamp(min=1)
+            self._metrics[mode]["packing/completion_unique_fraction"].append(float(unique))
         if self.log_prm_stats:
             for name, value in tree_stats(all_ids, all_mask, group, blocks=blocks).summary().items():
                 self._metrics[mode][name].append(value)
@@ -372,7 +417,13 @@ class LambdaGRPOTrainer(GRPOTrainer):
         self._rollout_step, self._rollout_groups_logged = step, offset + int(group.max()) + 1
         os.makedirs(self.args.output_dir, exist_ok=True)
         columns = zip(
-            (group + offset).tolist(), prompts, prompt_rows, texts, rows, rewards.tolist(), advantages.tolist()
+            (group + offset).tolist(),
+            prompts,
+            prompt_rows,
+            texts,
+            rows,
+            rewards.tolist(),
+            advantages.tolist(),
         )
         with open(os.path.join(self.args.output_dir, ROLLOUT_LOG), "a", encoding="utf-8") as f:
             for g, prompt, prompt_row, text, row, reward, advantage in columns:
@@ -429,6 +480,9 @@ class LambdaGRPOTrainer(GRPOTrainer):
         """
         multimodal = any(v is not None for k, v in kwargs.items() if k != "compute_aux_loss")
         if not self.tree_packing or multimodal or kwargs.get("compute_aux_loss"):
+            if self.packing_mode != "off" and not multimodal:  # off by the self-check (or by hand): say so
+                mode = "train" if self.model.training else "eval"
+                self._metrics[mode]["packing/packed_fraction"].append(0.0)
             return super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, **kwargs
             )
@@ -441,23 +495,35 @@ class LambdaGRPOTrainer(GRPOTrainer):
             )
         mode = "train" if self.model.training else "eval"
         unwrapped = self.accelerator.unwrap_model(model)
+        if not self._packing_checked:
+            self._packing_self_check(unwrapped, prompt_ids, prompt_mask, ids, mask)
+            if not self.tree_packing:  # the check failed: this call and every later one run padded
+                self._metrics[mode]["packing/packed_fraction"].append(0.0)
+                return super()._get_per_token_logps_and_entropies(
+                    model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, **kwargs
+                )
         budget = float(self.args.tree_packing_mask_budget_gb) * 2**30
-        cost = pair_cost(
-            unwrapped
-        )  # dense attention: split a group where its pairs cost more than sharing saves
+        cost = pair_cost(unwrapped)  # dense attention: split a group where pairs cost more than sharing saves
+        first = "tree" if self.packing_mode == "auto" else self.packing_mode
         chunks = _whole_group_chunks(prompt_ids, prompt_mask, batch_size or input_ids.shape[0])
         logps, entropies = [], []
         for rows in chunks:
-            packed = pack_groups(prompt_ids[rows], prompt_mask[rows], ids[rows], mask[rows], pair_cost=cost)
-            use = self.args.tree_packing_always or packing_pays(
-                packed, (len(rows), input_ids.shape[1]), unwrapped, mask_budget_bytes=budget
-            )
-            self._metrics[mode]["packing/packed_fraction"].append(float(use))
-            if use:
+            args = (prompt_ids[rows], prompt_mask[rows], ids[rows], mask[rows])
+            # "auto" lays out the tree only: a prompt-once layout holds every token of the tree's and more (and a
+            # larger mask), so neither its estimate nor its mask can beat the tree's (docs/tree_packing.md)
+            layouts = {first: pack_groups(*args, mode=first, pair_cost=cost)}
+            if self.args.tree_packing_always:
+                use = first
+            else:
+                shape = (len(rows), input_ids.shape[1])
+                use = choose_packing(layouts, shape, unwrapped, mask_budget_bytes=budget)
+            self._metrics[mode]["packing/packed_fraction"].append(float(use != "padded"))
+            self._metrics[mode]["packing/tree_fraction"].append(float(use == "tree"))
+            if use != "padded":
                 with self.accelerator.autocast():
                     lp, ent = packed_logps(
                         model,
-                        packed,
+                        layouts[use],
                         ids[rows],
                         temperature=self.temperature,
                         compute_entropy=compute_entropy,
@@ -472,6 +538,62 @@ class LambdaGRPOTrainer(GRPOTrainer):
         logp = torch.cat(logps)[back]
         entropy = torch.cat(entropies)[back] if compute_entropy else None
         return logp, entropy, None
+
+    def _packing_self_check(
+        self, unwrapped, prompt_ids: Tensor, prompt_mask: Tensor, ids: Tensor, mask: Tensor
+    ):
+        """Compare the packed log-probs of the call's first group with the padded ones, once per run.
+
+        No gradient, dropout off (eval mode, restored after), in the layout the run packs with (``"auto"``: the
+        tree). Tolerance by compute dtype: the mean absolute log-prob difference over the group's tokens must stay
+        below 1e-4 in float32 (5e-2 under bfloat16/float16) and the largest below 100× that. On several processes
+        rank 0 checks and broadcasts its verdict (every rank makes the same first call). A mismatch sets
+        ``tree_packing = False`` for the rest of the run and warns, naming the model type.
+        """
+        from accelerate.utils import broadcast
+
+        acc = self.accelerator
+        verdict = torch.ones(1, device=acc.device)  # 1 ok, 0 mismatch, -1 nothing to check in this call
+        err = tol = 0.0
+        key = torch.where(prompt_mask.bool(), prompt_ids, -1)
+        rows = torch.nonzero((key == key[:1]).all(1)).flatten()  # the first group
+        m = mask[rows]
+        if acc.is_main_process and not bool(m.any()):
+            verdict.fill_(-1)
+        elif acc.is_main_process:
+            low = acc.mixed_precision in ("bf16", "fp16")
+            low = low or next(unwrapped.parameters()).dtype in (torch.bfloat16, torch.float16)
+            tol = 5e-2 if low else 1e-4
+            layout = "tree" if self.packing_mode == "auto" else self.packing_mode
+            full = torch.cat([prompt_ids[rows], ids[rows]], 1)
+            att = torch.cat([prompt_mask[rows], m.long()], 1)
+            was = unwrapped.training
+            unwrapped.eval()
+            try:
+                packed = pack_groups(prompt_ids[rows], prompt_mask[rows], ids[rows], m, mode=layout)
+                with torch.no_grad(), acc.autocast():  # both as the run computes them
+                    padded = super()._get_per_token_logps_and_entropies(unwrapped, full, att, ids.shape[1])
+                    lp, _ = packed_logps(unwrapped, packed, ids[rows], temperature=self.temperature)
+            finally:
+                unwrapped.train(was)
+            diff = (lp.float() - padded[0].float())[m].abs()
+            err = float(diff.mean())
+            if not (err <= tol and float(diff.max()) <= 100 * tol):
+                verdict.fill_(0)
+        if acc.num_processes > 1:
+            verdict = broadcast(verdict, from_process=0)
+        if int(verdict.item()) == -1:
+            return
+        self._packing_checked = True
+        if int(verdict.item()) == 0:
+            self.tree_packing = False
+            name = getattr(unwrapped.config, "model_type", type(unwrapped).__name__)
+            detail = f" (mean |Δ log-prob| {err:.2e} > {tol:.0e})" if acc.is_main_process else ""
+            warnings.warn(
+                f"tree_packing: packed log-probs of model type {name!r} differ from the padded ones{detail}; "
+                "packing is off for this run (docs/tree_packing.md, self-check)",
+                stacklevel=2,
+            )
 
     # ----------------------------------------------------------------------------------------------------------
     # loss

@@ -128,9 +128,10 @@ class RLConfig:
     # any other LambdaGRPOConfig field (e.g. {epsilon_high: 0.28, report_to: [tensorboard]}); checked against its
     # fields when the run starts, before any work (experiments/train.py: build_grpo_config)
     trl: dict[str, Any] = field(default_factory=dict)
-    # log-probs over each group's process tree, shared tokens once (exact; docs/tree_packing.md); measured faster on
-    # the embedded default and SmolLM2, and each call falls back to the padded batch where it would not pay
-    tree_packing: bool = True
+    # pack each group for the log-probs (exact; docs/tree_packing.md): "auto" (true) picks padded, prompt-once or
+    # tree per call, whichever is predicted cheapest; "tree", "prompt_once" (each still falls back to padded where
+    # it would not pay); "off" (false)
+    tree_packing: str = "auto"
     tree_packing_always: bool = False  # pack every call, even where predicted slower (benchmarks)
 
 
@@ -338,6 +339,7 @@ def validate(cfg: TrainConfig) -> None:
     _positive("sft.batch_size", s.batch_size)
     _positive("sft.learning_rate", s.learning_rate)
     _choice("rl.weighting", r.weighting, WEIGHTINGS)
+    _choice("rl.tree_packing", r.tree_packing, ("auto", "tree", "prompt_once", "off", "true", "false"))
     _positive("rl.lambda_power", r.lambda_power, allow_zero=True)
     _positive("rl.max_steps", r.max_steps)
     _positive("rl.learning_rate", r.learning_rate)
