@@ -24,6 +24,9 @@ pytestmark = pytest.mark.real_model
 # the reasoning recipe in CI: two RL steps; the warm start and held-out set made smaller to fit the suite's budget
 REASONING_CI = [
     "rl.max_steps=2",
+    "sft.steps=15",  # half the recipe's warm start at twice its learning rate
+    "sft.learning_rate=0.0001",
+    "sft.warmup_steps=3",
     "sft.batch_size=4",
     "data.train_size=200",
     "data.eval_size=4",
