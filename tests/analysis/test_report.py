@@ -234,3 +234,12 @@ def test_peak_steps_read_as_integers_and_a_trainer_run_without_accuracy_says_so(
     assert row[1:3] == ["0", "no held-out accuracy logged"]
     assert "No run of λ-GRPO logged held-out accuracy" in report
     assert re.search(r"\| λ-GRPO \| 7 \| `.*trl_out` \| – → – \|", report)
+
+
+def test_report_defaults_to_the_run_folder(tmp_path, monkeypatch):
+    """Without --out the report goes into the first run's folder, not the current directory (a repo root)."""
+    a = write_run(tmp_path / "a", "grpo", 0, ACC[("grpo", 0)])
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(a)]) == 0
+    assert (a / "report" / "report.md").exists()
+    assert not (tmp_path / "report").exists()

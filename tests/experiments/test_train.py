@@ -543,7 +543,9 @@ def test_unscorable_golds_train_with_nan_rewards(tmp_path, tiny, capsys):
     )
     cfg.eval.every = 0
     train_mod.train(cfg, tmp_path / "run")
-    assert "cannot be scored" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot be scored" in err
+    assert "warm start skipped: task 'file' has no worked solutions (sft.steps=" in err  # plain golds: none
     lines = _lines(tmp_path / "run" / "metrics.jsonl")[1:]
     shares = [line["reward/unscorable"] for line in lines]
     assert all(s in (0.0, 0.5, 1.0) for s in shares)  # 2 prompts × 4 completions: whole groups are unscorable

@@ -438,7 +438,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         help="run directories of `lgrpo train`, or output directories of `lgrpo compare`",
     )
-    parser.add_argument("--out", default="report", help="output directory (default: ./report)")
+    parser.add_argument("--out", default=None, help="output directory (default: the first RUN_DIR's report/)")
     parser.add_argument(
         "--smooth",
         type=int,
@@ -460,7 +460,8 @@ def run(args: argparse.Namespace) -> int:
                 f"warning: {r.path} and {other} are both {r.arm} seed {r.seed}; both count as seeds of {r.arm}",
                 file=sys.stderr,
             )
-    path = write_report(runs, Path(args.out), smooth=args.smooth)
+    out = Path(args.out) if args.out is not None else Path(args.run_dirs[0]) / "report"
+    path = write_report(runs, out, smooth=args.smooth)
     print(f"{len(runs)} runs → {path}")
     for row in peak_table({r.arm: [x for x in runs if x.arm == r.arm] for r in runs}):
         if row["seeds_with_eval"]:

@@ -492,6 +492,13 @@ def train(
             seconds_warm_start = time.time() - t_sft
         state.wait_for_everyone()
         model, tokenizer = load_sft(sft_path, cfg)
+    elif cfg.sft.steps > 0 and folder.main:
+        scratch = " a tiny model built from scratch gets no reward without one." if cfg.model.name_or_path is None else ""
+        print(
+            f"warm start skipped: task {cfg.data.task!r} has no worked solutions (sft.steps={cfg.sft.steps} ignored;"
+            f" the file task has them with data.answer_format=gsm8k).{scratch}",
+            file=sys.stderr,
+        )
     if cfg.rl.beta != 0.0 and cfg.model.lora_r == 0 and not getattr(model.config, "_name_or_path", ""):
         # TRL loads the β > 0 reference model from the policy's path; a policy built from a config has none, so
         # give it one: the initial weights, saved (deterministic in the seed, so a resumed run rebuilds the same).
