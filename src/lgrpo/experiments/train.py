@@ -493,7 +493,11 @@ def train(
         state.wait_for_everyone()
         model, tokenizer = load_sft(sft_path, cfg)
     elif cfg.sft.steps > 0 and folder.main:
-        scratch = " a tiny model built from scratch gets no reward without one." if cfg.model.name_or_path is None else ""
+        scratch = (
+            " a tiny model built from scratch gets no reward without one."
+            if cfg.model.name_or_path is None
+            else ""
+        )
         print(
             f"warm start skipped: task {cfg.data.task!r} has no worked solutions (sft.steps={cfg.sft.steps} ignored;"
             f" the file task has them with data.answer_format=gsm8k).{scratch}",
