@@ -186,3 +186,12 @@ def test_a_yaml_config_key_is_guessed_too(tmp_path):
     path.write_text(json.dumps({"rl": {"betta": 0.1}}))
     with pytest.raises(ValueError, match=r"'rl\.betta' in .*c\.yaml; did you mean 'rl\.beta'\?"):
         load_config(path)
+
+
+def test_a_missing_gguf_file_says_how_to_fetch_one():
+    from lgrpo.models import check_model_source
+
+    with pytest.raises(
+        LoadError, match=r"model\.name_or_path='/data/nope\.gguf': no such \.gguf file.*make smollm2"
+    ):
+        check_model_source("/data/nope.gguf")

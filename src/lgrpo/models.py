@@ -196,7 +196,16 @@ def check_model_source(name_or_path: str, what: str = "model.name_or_path") -> N
     """``LoadError`` when ``name_or_path`` does not exist as a local path and cannot be a Hub id: a missing path is
     reported as such (no Hub hint). Cheap: call it before any long work."""
     if not os.path.exists(os.path.expanduser(name_or_path)) and not looks_like_hub_id(name_or_path):
+        if name_or_path.endswith(".gguf"):
+            raise LoadError(_no_gguf(name_or_path, what))
         raise LoadError(f"{what}={name_or_path!r}: no such file or directory")
+
+
+def _no_gguf(path: str, what: str) -> str:
+    return (
+        f"{what}={path!r}: no such .gguf file. Give the path of a local GGUF file; "
+        "SmolLM2-135M-Instruct is fetched by `make smollm2` (python -m lgrpo.assets), which prints its path."
+    )
 
 
 _DTYPES = ("float32", "bfloat16", "float16", "auto")
@@ -327,10 +336,7 @@ def dequantise_gguf(
     """
     path = Path(gguf).expanduser()
     if not path.is_file():
-        raise LoadError(
-            f"{what}={str(gguf)!r}: no such .gguf file. Give the path of a local GGUF file; "
-            "SmolLM2-135M-Instruct is fetched by `make smollm2` (python -m lgrpo.assets), which prints its path."
-        )
+        raise LoadError(_no_gguf(str(gguf), what))
     target = dequantised_dir(path, dtype)
     if (target / DEQUANTISED_DONE).is_file():
         return target
