@@ -37,6 +37,39 @@ def test_group_advantages_scales():
         group_advantages(r, g, scale="token")
 
 
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+def test_a_group_of_equal_rewards_gets_exactly_zero(dtype, scale):
+    """8 × 0.2 carries no signal; old main gave −1.49e-4 (float32), −0.852 (bfloat16), −1.221 (float16)."""
+    for value in (0.2, 0.7, 1 / 3, -0.1):
+        adv = group_advantages(torch.full((8,), value, dtype=dtype), torch.zeros(8, dtype=torch.long), scale)
+        assert torch.equal(adv, torch.zeros(8, dtype=adv.dtype)), (value, adv)
+    # a constant group beside one with spread, interleaved, with a NaN in the constant group
+    r = torch.tensor([0.2, 1.0, 0.2, 0.0, float("nan"), 0.5, 0.2, 0.25], dtype=dtype)
+    g = torch.tensor([3, 8, 3, 8, 3, 8, 3, 8])
+    adv = group_advantages(r, g, scale)
+    assert torch.equal(adv[g == 3], torch.zeros(4, dtype=adv.dtype))
+    # the spread group by hand, in float64 from the rewards as stored in `dtype` (statistics module, not torch)
+    import statistics
+
+    spread = [float(x) for x in r[g == 8].tolist()]
+    mean = statistics.fmean(spread)
+    finite = [float(x) for x in r.tolist() if not math.isnan(x)]
+    std = {"group": statistics.stdev(spread), "batch": statistics.stdev(finite), "none": None}[scale]
+    expect = [(x - mean) / (std + 1e-4) if std is not None else x - mean for x in spread]
+    assert adv.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    torch.testing.assert_close(
+        adv[g == 8].double(), torch.tensor(expect, dtype=torch.float64), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_prm_advantages_of_a_group_of_equal_rewards_are_zero():
+    ex = paper_example()
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        A = prm_advantages(ex.ids, ex.mask, ex.group, torch.full((ex.ids.shape[0],), 0.2, dtype=dtype))
+        assert torch.equal(A, torch.zeros_like(A)), dtype
+
+
 def test_nan_rewards_are_unscorable():
     r = torch.tensor([1.0, float("nan"), 0.0, float("nan"), float("nan"), 2.0])
     g = torch.tensor([0, 0, 0, 1, 1, 1])

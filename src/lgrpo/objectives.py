@@ -2,7 +2,7 @@
 
 One implementation, read top to bottom (METHOD.md §1, §4, §6):
 
-    a_i      = (r_i − mean_group(r)) / (std_group(r) + 1e-4)                       group_advantages
+    a_i      = (r_i − mean_group(r)) / (std_group(r) + 1e-4), 0 if the group's r are all equal   group_advantages
     w_it     = |λ(i,t)|^(−α)            α = 0: GRPO,  α = 1: λ-GRPO                lambda_weights
     P_it     = exp(logp_it − old_logp_it)
     D_it     = exp(ref − logp) − (ref − logp) − 1                                    (k3 estimate)
@@ -14,29 +14,65 @@ The weights multiply the per-token loss; the token counts in the denominators ar
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from lgrpo.process import ProcessBlocks, process_set_sizes
 
-__all__ = ["ADVANTAGE_EPS", "LOSS_TYPES", "SCALES", "group_advantages", "lambda_weights", "policy_loss"]
+__all__ = [
+    "ADVANTAGE_EPS",
+    "LOSS_TYPES",
+    "SCALES",
+    "constant_groups",
+    "group_advantages",
+    "lambda_weights",
+    "policy_loss",
+]
 
 ADVANTAGE_EPS = 1e-4
 LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo")
 SCALES = ("group", "batch", "none")
 
 
+def constant_groups(rewards: Tensor, group: Tensor) -> Tensor:
+    """BoolTensor ``[B]``: true on the rows of groups whose scorable (non-NaN) rewards are all exactly equal.
+
+    Such a group carries no learning signal, but ``(r − mean) / (std + eps)`` in floating point need not be 0 for it
+    (eight float32 rewards of 0.2 leave −1.49e-4 with eps 1e-4). A group with fewer than two scorable rewards counts
+    as constant too. ``rewards``: ``[B]`` float; ``group``: ``[B]`` integer group ids (arbitrary values, rows need not
+    be adjacent). Equality is exact: rewards that differ in their last bit are not equal.
+    """
+    if not rewards.is_floating_point():
+        rewards = rewards.float()
+    _, gi = torch.unique(group.to(rewards.device), return_inverse=True)
+    G = int(gi.max()) + 1 if gi.numel() else 0
+    valid = ~torch.isnan(rewards)
+    hi = torch.full((G,), -math.inf, dtype=rewards.dtype, device=rewards.device)
+    lo = torch.full((G,), math.inf, dtype=rewards.dtype, device=rewards.device)
+    hi = hi.scatter_reduce(0, gi[valid], rewards[valid], "amax")
+    lo = lo.scatter_reduce(0, gi[valid], rewards[valid], "amin")
+    return ~(hi > lo)[gi]  # a group with no scorable reward has hi = −inf < lo = inf
+
+
 def group_advantages(rewards: Tensor, group: Tensor, scale: str = "group") -> Tensor:
-    """GRPO advantages ``a_i = (r_i − group mean) / (std + 1e-4)``: FloatTensor ``[B]``.
+    """GRPO advantages ``a_i = (r_i − group mean) / (std + 1e-4)``: ``[B]`` (METHOD.md §1).
 
     Args:
-        rewards: ``[B]`` outcome rewards. NaN marks an unscorable completion: it is left out of its group's mean and
-            std and gets advantage 0 (so it neither pushes nor pulls), as TRL does for rewards no function scored.
+        rewards: ``[B]`` outcome rewards, any real or integer dtype. NaN marks an unscorable completion: it is left
+            out of its group's mean and std and gets advantage 0 (so it neither pushes nor pulls), as TRL does for
+            rewards no function scored.
         group: ``[B]`` group ids (arbitrary values, rows need not be adjacent).
         scale: ``"group"`` divides by the group's unbiased std, ``"batch"`` by the whole batch's (TRL's
             ``scale_rewards="batch"``), ``"none"`` does not divide (Dr. GRPO).
 
-    A group with fewer than two scorable rewards has advantage 0.
+    Returns:
+        ``[B]`` in float64 for float64 rewards, else float32: the arithmetic is done in at least float32, so
+        bfloat16 or float16 rewards are not averaged in half precision.
+
+    A group whose scorable rewards are all equal (:func:`constant_groups`), including a group with fewer than two
+    scorable rewards, has advantage exactly 0, whatever ``scale``.
     """
     if scale not in SCALES:
         raise ValueError(f"scale: expected one of {SCALES}, got {scale!r}")
@@ -51,7 +87,7 @@ def group_advantages(rewards: Tensor, group: Tensor, scale: str = "group") -> Te
         )
     if group.is_floating_point():
         raise ValueError(f"group: expected an integer tensor, got dtype {group.dtype}")
-    r = rewards.float() if not rewards.is_floating_point() else rewards
+    r = rewards.to(torch.float64 if rewards.dtype == torch.float64 else torch.float32)
     valid = ~torch.isnan(r)
     r0 = torch.where(valid, r, torch.zeros_like(r))
     _, gi = torch.unique(group.to(r.device), return_inverse=True)
@@ -60,7 +96,6 @@ def group_advantages(rewards: Tensor, group: Tensor, scale: str = "group") -> Te
     count = torch.zeros(G, dtype=r.dtype, device=r.device).index_add_(0, gi, valid.to(r.dtype))
     mean = torch.zeros(G, dtype=r.dtype, device=r.device).index_add_(0, gi, r0) / count.clamp(min=1)
     centred = torch.where(valid, r - mean[gi], torch.zeros_like(r))
-    n = count[gi]
     if scale == "group":
         var = torch.zeros(G, dtype=r.dtype, device=r.device).index_add_(0, gi, centred.square())
         std = (var / (count - 1).clamp(min=1)).sqrt()[gi]
@@ -70,7 +105,8 @@ def group_advantages(rewards: Tensor, group: Tensor, scale: str = "group") -> Te
         adv = centred / (std + ADVANTAGE_EPS)
     else:
         adv = centred
-    return torch.where(valid & (n > 1), adv, torch.zeros_like(adv))
+    signal = valid & ~constant_groups(r, group)
+    return torch.where(signal, adv, torch.zeros_like(adv))
 
 
 def lambda_weights(

@@ -23,6 +23,7 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 from trl_helpers import (  # noqa: E402
     base_args,
     build_dataset,
+    build_model,
     build_trainer,
     reward_digits,
 )
@@ -508,6 +509,21 @@ def test_two_process_tree_packing_syncs_gradients(two_processes, name):
         assert sum(float(g.abs().sum()) for g in a.values()) > 0
 
 
+def test_uneven_rows_per_process_are_a_clear_error(tmp_path):
+    """Processes with different numbers of rows (a custom sampler or rollout function) used to abort inside gloo's
+    gather; every process now raises a ValueError that names the row counts."""
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+    port = 29500 + (os.getpid() + 500) % 1000
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           str(HERE / "trl_uneven_worker.py"), str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for rank in range(2):
+        message = (tmp_path / f"rank{rank}.txt").read_text()
+        assert "hold [6, 5] rows" in message and "same number on every process" in message, message
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # end to end
 
@@ -709,3 +725,72 @@ def test_report_draws_a_trainer_output_dir(tmp_path, tok):
     assert (tmp_path / "report" / "curves.png").is_file() and (tmp_path / "report" / "prm.png").is_file()
     peaks = json.loads((tmp_path / "report" / "report.json").read_text())["peaks"]
     assert peaks[0]["arm"] == "GRPO" and peaks[0]["seeds_with_eval"] == 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a group whose rewards are all equal: advantage exactly 0 in both arms (the one deviation from stock TRL)
+
+
+@pytest.mark.parametrize("scale_rewards", ["group", "batch", "none"])
+@pytest.mark.parametrize("weighting", ["lambda", "uniform"])
+def test_a_group_of_equal_rewards_gets_exactly_zero_advantage_and_loss(
+    tmp_path, tok, weighting, scale_rewards
+):
+    """Two groups of 8: the first prompt's completions all score 0.2, the other's the digit share. TRL's
+    ``(r − mean)/(std + 1e-4)`` gives the first group −1.49e-4 each (a non-zero loss) and its ``frac_reward_zero_std``
+    counts no group; here the group's advantages and loss are exactly 0 and ``reward/constant_group_fraction`` is 1/2.
+    """
+    import statistics
+
+    const_r = torch.full((8,), 0.2)
+    assert (const_r - const_r.mean()).abs().max() > 0  # float32 rounding: TRL's formula is not 0 here
+    scored: list[float] = []
+
+    def reward(prompts, completions, **kw):
+        out = [0.2 if p == prompts[0] else r for p, r in zip(prompts, reward_digits(prompts, completions))]
+        scored.extend(out)
+        return out
+
+    args = LambdaGRPOConfig(
+        **base_args(
+            str(tmp_path),
+            weighting=weighting,
+            scale_rewards=scale_rewards,
+            num_generations=8,
+            per_device_train_batch_size=16,
+            max_completion_length=6,
+        )
+    )
+    trainer = LambdaGRPOTrainer(
+        model=build_model(tok), reward_funcs=reward, args=args, train_dataset=build_dataset(),
+        processing_class=tok,
+    )  # fmt: skip
+    trainer.model.train()
+    torch.manual_seed(0)
+    batch = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+    assert len(scored) == 16 and ("lambda_weights" in batch) == (weighting == "lambda")
+    const = (batch["prompt_ids"] == batch["prompt_ids"][0]).all(1)
+    assert const.tolist() == [True] * 8 + [False] * 8
+    adv = batch["advantages"]
+    assert torch.equal(adv[const], torch.zeros(8))
+    # the other group by hand (statistics module), with TRL's formula for each scale_rewards
+    spread = scored[8:]
+    assert len(set(spread)) > 1, "the second group needs reward spread"
+    std = {"group": statistics.stdev(spread), "batch": statistics.stdev(scored), "none": None}[scale_rewards]
+    mean = statistics.fmean(spread)
+    expect = [(r - mean) / (std + 1e-4) if std is not None else r - mean for r in spread]
+    torch.testing.assert_close(
+        adv[~const].double(), torch.tensor(expect, dtype=torch.float64), rtol=1e-5, atol=1e-6
+    )
+    metrics = trainer._metrics["train"]
+    assert metrics["reward/constant_group_fraction"] == [0.5]
+    assert metrics["frac_reward_zero_std"] == [0.0]  # TRL's isclose misses the constant group
+    assert list(trainer._logs["advantages"])[:8] == [0.0] * 8  # TRL's completions table
+    # the constant group's loss and gradients are exactly 0, in either arm
+    rows = {
+        k: v[:8] if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == 16 else v
+        for k, v in batch.items()
+    }
+    trainer.current_gradient_accumulation_steps = 1
+    loss, grads = loss_and_grads(trainer, rows)
+    assert loss == 0.0 and all(not g.any() for g in grads)

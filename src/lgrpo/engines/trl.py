@@ -6,6 +6,9 @@
 
 What changes against stock GRPO (METHOD.md §6), and where:
 
+0. ``_generate_and_score_completions``, both weightings: a group whose rewards are all equal gets advantage exactly 0
+   (:meth:`LambdaGRPOTrainer._zero_constant_groups`), where TRL's ``(r − mean)/(std + 1e-4)`` leaves float rounding
+   (−1.49e-4 for eight rewards of 0.2). The one deviation from stock TRL's loss.
 1. ``_generate_and_score_completions``: after TRL has generated, scored and computed advantages for a generation
    batch, the completion ids of *all* processes are gathered (a prompt's group can straddle processes), the
    per-token weights ``|λ(i,t)|^(−lambda_power)`` are computed once over whole groups with
@@ -53,7 +56,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     ) from e
 
 from lgrpo.experiments.run_folder import TRAINER_CONFIG, RunFolder, write_json
-from lgrpo.objectives import LOSS_TYPES, lambda_weights, policy_loss
+from lgrpo.objectives import LOSS_TYPES, constant_groups, lambda_weights, policy_loss
 from lgrpo.packing import (
     PACKING_MODES,
     check_packable,
@@ -330,6 +333,7 @@ class LambdaGRPOTrainer(GRPOTrainer):
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         batch = super()._generate_and_score_completions(inputs)
         mode = "train" if self.model.training else "eval"
+        self._zero_constant_groups(batch, mode)
         need_weights = self.weighting == "lambda" and self.lambda_power != 0.0
         need_log = self.rollout_log and mode == "train"
         if not (need_weights or self.log_prm_stats or need_log or self.tree_packing):
@@ -358,6 +362,40 @@ class LambdaGRPOTrainer(GRPOTrainer):
             self._write_rollouts(inputs, batch, all_ids, all_mask, group)
         return batch
 
+    def _zero_constant_groups(self, batch: dict[str, Any], mode: str) -> None:
+        """Set the advantages of every group whose rewards are all equal to exactly 0; log the share of such groups.
+
+        Such a group carries no signal, but TRL's ``(r − mean)/(std + 1e-4)`` leaves float rounding (−1.49e-4 for
+        eight rewards of 0.2), and TRL's ``frac_reward_zero_std`` (``isclose(std, 0)``) does not count it. A group is
+        constant when the rewards TRL normalises are exactly equal over its scorable members: the weighted sum of the
+        reward functions (``sum_then_normalize``), or each function's reward (``normalize_then_sum``). Logged as
+        ``reward/constant_group_fraction`` (share of the generation batch's groups, all processes).
+        """
+        rpf = self._last_rewards_per_func  # [N, num_funcs], all processes
+        k = self.num_generations if mode == "train" else self.num_generations_eval
+        if rpf is None or rpf.shape[0] % k:  # a custom path that bypassed _calculate_rewards
+            return
+        group = torch.arange(rpf.shape[0], device=rpf.device) // k
+        if self.multi_objective_aggregation == "normalize_then_sum":
+            constant = torch.stack([constant_groups(rpf[:, j], group) for j in range(rpf.shape[1])]).all(0)
+        else:
+            constant = constant_groups(self._combined_rewards(rpf), group)
+        advantages = batch["advantages"]
+        rows = advantages.shape[0]
+        rank = self.accelerator.process_index
+        mine = constant[rank * rows : (rank + 1) * rows].to(advantages.device)
+        batch["advantages"] = advantages.masked_fill(mine.reshape(-1, *[1] * (advantages.dim() - 1)), 0.0)
+        logged = self._logs["advantages"]  # TRL's completions table: the last N entries are this batch's
+        if len(logged) >= rpf.shape[0]:
+            for j in torch.nonzero(constant).flatten().tolist():
+                logged[len(logged) - rpf.shape[0] + j] = 0.0
+        self._metrics[mode]["reward/constant_group_fraction"].append(float(constant[::k].float().mean()))
+
+    def _combined_rewards(self, rpf: Tensor) -> Tensor:
+        """``[N]`` TRL's weighted sum of the reward functions ``rpf`` ``[N, num_funcs]``; NaN where none scored."""
+        weights = self.reward_weights.to(rpf.device)
+        return (rpf * weights).nansum(dim=1).masked_fill(torch.isnan(rpf).all(dim=1), float("nan"))
+
     def _sampled_mask(self, ids: Tensor, mask: Tensor) -> Tensor:
         """``[B, T]`` mask of the tokens that were sampled, for counting process sets and logging.
 
@@ -377,10 +415,18 @@ class LambdaGRPOTrainer(GRPOTrainer):
         """The whole generation batch across processes: ids ``[N, T_max]``, mask ``[N, T_max]``, group ``[N]``.
 
         TRL's sampler puts the ``num_generations`` copies of a prompt at consecutive *global* positions (process 0's
-        rows, then process 1's, ...), so the group of global row ``g`` is ``g // num_generations``.
+        rows, then process 1's, ...), so the group of global row ``g`` is ``g // num_generations``. Raises
+        ``ValueError`` on every process when the processes hold different numbers of rows.
         """
         acc = self.accelerator
         if acc.num_processes > 1:
+            rows = acc.gather(torch.tensor([ids.shape[0]], device=ids.device)).tolist()
+            if len(set(rows)) > 1:  # every process raises, rather than abort inside the collective below
+                raise ValueError(
+                    f"completion_ids: the processes hold {rows} rows of the generation batch; the group gather "
+                    "needs the same number on every process (TRL's sampler gives each process the same number of "
+                    "prompts × num_generations); check a custom sampler, dataloader or rollout function"
+                )
             ids = acc.gather(acc.pad_across_processes(ids, dim=1, pad_index=0))
             mask = acc.gather(acc.pad_across_processes(mask, dim=1, pad_index=0))
         k = self.num_generations if mode == "train" else self.num_generations_eval
@@ -402,8 +448,7 @@ class LambdaGRPOTrainer(GRPOTrainer):
         if rpf is None or rpf.shape[0] != ids.shape[0]:  # a custom path that bypassed _calculate_rewards
             rewards = torch.full((ids.shape[0],), float("nan"))
         else:
-            weights = self.reward_weights.to(rpf.device)
-            rewards = (rpf * weights).nansum(dim=1).masked_fill(torch.isnan(rpf).all(dim=1), float("nan"))
+            rewards = self._combined_rewards(rpf)
         if not self.accelerator.is_main_process:
             return
         lengths = mask.sum(1).tolist()
