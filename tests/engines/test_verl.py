@@ -530,3 +530,141 @@ def test_v0_trainer_refuses_the_switch_instead_of_ignoring_it():
 def test_multi_output_trajectories_are_refused():
     with pytest.raises(ValueError, match="several outputs"):
         plugin._check_one_output_per_trajectory(["u1_0_0", "u1_0_1", "u1_1_0"])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# groups: equal rewards get advantage exactly 0; per-trajectory uids are refused
+
+
+def _groups_batch(scores: list[list[float]], seed: int = 7) -> SimpleNamespace:
+    """One group per list of ``scores`` (uid ``prompt-g``, rows interleaved across groups), responses of 1 to 9
+    tokens from a 3-token vocabulary so that prefixes are shared."""
+    g = torch.Generator().manual_seed(seed)
+    order = sorted(((i, k) for k, s in enumerate(scores) for i in range(len(s))))  # interleave the groups
+    uid = [f"prompt-{k}" for _, k in order]
+    flat = torch.tensor([scores[k][i] for i, k in order])
+    B, T = len(order), 9
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    responses = torch.randint(3, 6, (B, T), generator=g) * (torch.arange(T)[None, :] < lengths[:, None])
+    seq = torch.arange(T)[None, :] < lengths[:, None]
+    return SimpleNamespace(
+        uid=uid, responses=responses, lengths=lengths, seq=seq, mask=seq.clone(), scores=flat,
+        old=-torch.rand(B, T, generator=g),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("norm_by_std", [True, False])
+@pytest.mark.parametrize("estimator", plugin.SUPPORTED_ADV_ESTIMATORS)
+def test_a_group_of_equal_rewards_gets_exactly_zero_advantage(monkeypatch, estimator, norm_by_std):
+    """verl's estimator (eps 1e-6) gives −0.0147 to 8 × 0.2 and +0.056 to 8 × 0.7: with the plug-in, exactly 0."""
+    b = _groups_batch([[0.2] * 8, [0.7] * 8, [1.0, 0.0, 0.0, 1.0, 0.5, 0.0, 0.2, 0.0]])
+    trainer_base, store, batch = _driver_batch(monkeypatch, b)
+    cfg = _compose([f"algorithm.adv_estimator={estimator}", f"algorithm.norm_adv_by_std_in_grpo={norm_by_std}",
+                    "+algorithm.lambda_grpo.enable=true"])  # fmt: skip
+    metrics: dict = {}
+    out = trainer_base.PPOTrainer._compute_advantage(SimpleNamespace(config=cfg), batch, metrics)
+    got = store.kv_batch_get(out.keys, "train", ["advantages", plugin.WEIGHTS_FIELD]).to_padded_tensor()
+    T = got["advantages"].shape[1]
+    group = torch.tensor([int(u[-1]) for u in b.uid])
+    constant = group < 2
+    assert not got["advantages"][:-1][constant].any()
+    # the group with spread: (r − mean) / (std + 1e-6) by hand (statistics module), times lgrpo's weights
+    import statistics
+
+    spread = b.scores[~constant].tolist()
+    mean, std = statistics.fmean(spread), statistics.stdev(spread)
+    # verl 0.9.1 passes norm_adv_by_std_in_grpo to its grpo estimator only; grpo_vectorized always divides
+    divide = norm_by_std or estimator == "grpo_vectorized"
+    a = torch.tensor([(r - mean) / (std + 1e-6) if divide else r - mean for r in spread])
+    w = lambda_weights(b.responses, b.seq, group, 1.0)[~constant, :T]
+    torch.testing.assert_close(got["advantages"][:-1][~constant], a[:, None] * w, rtol=1e-5, atol=1e-6)
+    assert metrics["reward/constant_group_fraction"] == pytest.approx(2 / 3)  # the padding row is not a group
+
+
+def test_per_trajectory_uids_are_refused_naming_the_fix(monkeypatch):
+    b = _groups_batch([[1.0], [0.0], [1.0], [0.5], [0.0], [1.0]])  # every row its own uid
+    trainer_base, _, batch = _driver_batch(monkeypatch, b)
+    overrides = ["algorithm.adv_estimator=grpo", "+algorithm.lambda_grpo.enable=true"]
+    with pytest.raises(ValueError, match=r"uid.*actor_rollout_ref\.rollout\.n=3"):
+        cfg = _compose([*overrides, "actor_rollout_ref.rollout.n=3"])
+        trainer_base.PPOTrainer._compute_advantage(SimpleNamespace(config=cfg), batch, {})
+    # with rollout.n = 1 every prompt has one response: singletons are what was asked for
+    trainer_base, _, batch = _driver_batch(monkeypatch, b)
+    trainer_base.PPOTrainer._compute_advantage(SimpleNamespace(config=_compose(overrides)), batch, {})
+
+
+def test_groups_smaller_than_rollout_n_are_weighted_over_what_is_there(monkeypatch):
+    # rollout.n = 4, but filtered or failed rollouts left groups of 4, 3, 2 and 1
+    b = _groups_batch([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 0.0], [1.0]])
+    trainer_base, store, batch = _driver_batch(monkeypatch, b)
+    cfg = _compose(["algorithm.adv_estimator=grpo", "+algorithm.lambda_grpo.enable=true",
+                    "actor_rollout_ref.rollout.n=4"])  # fmt: skip
+    out = trainer_base.PPOTrainer._compute_advantage(SimpleNamespace(config=cfg), batch, {})
+    got = store.kv_batch_get(out.keys, "train", ["advantages", plugin.WEIGHTS_FIELD]).to_padded_tensor()
+    group = torch.tensor([int(u[-1]) for u in b.uid])
+    T = got["advantages"].shape[1]
+    torch.testing.assert_close(got[plugin.WEIGHTS_FIELD][:-1], brute_force_lambda(b, group)[:, :T])
+    # verl's own advantage for the singleton (its rule: the raw score) is kept, weighted by 1
+    single = group == 3
+    torch.testing.assert_close(got["advantages"][:-1][single][:, 0], b.scores[single] / (1 + 1e-6))
+
+
+def brute_force_lambda(b, group: torch.Tensor) -> torch.Tensor:
+    """``1/|λ(i,t)|`` by direct counting over the rows of the same group (METHOD.md §2)."""
+    B, T = b.responses.shape
+    w = torch.zeros(B, T)
+    for i in range(B):
+        for t in range(int(b.lengths[i])):
+            n = sum(
+                int(group[j] == group[i] and b.lengths[j] > t and torch.equal(b.responses[j, : t + 1], b.responses[i, : t + 1]))
+                for j in range(B)
+            )  # fmt: skip
+            w[i, t] = 1.0 / n
+    return w
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Dr. GRPO's aggregation needs a fixed loss_scale_factor
+
+
+def test_seq_mean_token_sum_norm_without_loss_scale_factor_depends_on_the_split():
+    """Why it is refused: verl's agg_loss divides each micro-batch by its own padded length."""
+    b = _batch(seed=8, holes=False)
+    loss_mat = torch.randn(b.responses.shape, generator=torch.Generator().manual_seed(0))
+    mask = b.mask.float()
+    B = mask.shape[0]
+
+    def split_loss(parts, factor):
+        total = 0.0
+        for rows in parts:
+            T = int(b.lengths[rows].max())  # each micro-batch is padded to its own longest response
+            total += core_algos.agg_loss(
+                loss_mat[rows, :T], mask[rows, :T], "seq-mean-token-sum-norm", global_batch_size=B,
+                loss_scale_factor=factor,
+            )  # fmt: skip
+        return float(total)
+
+    splits = [
+        [list(range(B))],
+        [list(range(0, B, 2)), list(range(1, B, 2))],
+        [list(range(5)), list(range(5, B))],
+    ]
+    # by hand: Σ_i Σ_t loss / (B · factor), the same for every split
+    by_hand = float((loss_mat * mask).sum()) / (B * 16)
+    for parts in splits:
+        assert split_loss(parts, 16) == pytest.approx(by_hand, rel=1e-5)
+    unscaled = {round(split_loss(parts, None), 6) for parts in splits}
+    assert len(unscaled) > 1
+
+
+@pytest.mark.parametrize("factor", [None, 1200])
+def test_seq_mean_token_sum_norm_needs_loss_scale_factor(factor):
+    overrides = ["algorithm.adv_estimator=grpo", "+algorithm.lambda_grpo.enable=true",
+                 "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm"]  # fmt: skip
+    if factor is None:
+        cfg = _compose(overrides)
+        with pytest.raises(ValueError, match=r"actor_rollout_ref\.actor\.loss_scale_factor"):
+            plugin.LambdaGRPOSettings.from_verl_config(cfg)
+    else:
+        cfg = _compose([*overrides, f"actor_rollout_ref.actor.loss_scale_factor={factor}"])
+        assert plugin.LambdaGRPOSettings.from_verl_config(cfg).enable

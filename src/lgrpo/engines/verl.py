@@ -52,7 +52,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lgrpo.objectives import lambda_weights
+from lgrpo.objectives import constant_groups, lambda_weights
 from lgrpo.process import process_blocks, tree_stats
 
 __all__ = [
@@ -173,6 +173,13 @@ def _check_trainer_config(config: Any) -> None:
             f"actor_rollout_ref.actor.policy_loss.loss_mode: {mode!r} was not checked for λ-GRPO; use one of "
             f"{EXACT_LOSS_MODES}"
         )
+    if _get(actor, "loss_agg_mode") == "seq-mean-token-sum-norm" and _get(actor, "loss_scale_factor") is None:
+        raise ValueError(
+            "actor_rollout_ref.actor.loss_scale_factor: with loss_agg_mode=seq-mean-token-sum-norm (Dr. GRPO) and "
+            "loss_scale_factor=null, verl divides each micro-batch's loss by that micro-batch's padded length, so "
+            "the loss depends on how the batch is split; set actor_rollout_ref.actor.loss_scale_factor to a "
+            "constant, e.g. data.max_response_length (Dr. GRPO's normaliser)"
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -282,7 +289,8 @@ def _patch_trainer(trainer_base: ModuleType) -> None:
         settings = getattr(self, "_lambda_grpo", None) or LambdaGRPOSettings.from_verl_config(self.config)
         if not (settings.enable or settings.log_prm_stats):
             return batch
-        return _weight_advantages(trainer_base, batch, padding, metrics, settings)
+        n = _get(_get(_get(self.config, "actor_rollout_ref"), "rollout"), "n")
+        return _weight_advantages(trainer_base, batch, padding, metrics, settings, int(n or 1))
 
     cls.__init__, cls._compute_advantage = __init__, _compute_advantage
 
@@ -301,35 +309,58 @@ def _patch_v0_trainer(ray_trainer: ModuleType) -> None:
 
 
 def _weight_advantages(
-    trainer_base: ModuleType, batch: Any, padding: list[bool], metrics: dict, settings: LambdaGRPOSettings
+    trainer_base: ModuleType,
+    batch: Any,
+    padding: list[bool],
+    metrics: dict,
+    settings: LambdaGRPOSettings,
+    rollout_n: int = 1,
 ) -> Any:
-    """Read the batch back from the TransferQueue, weight its advantages, write ``advantages`` + weights."""
+    """Read the batch back from the TransferQueue, weight its advantages, write ``advantages`` + weights.
+
+    With ``enable``: refuses a batch whose every ``uid`` is a singleton while ``rollout_n > 1`` (per-trajectory
+    uids), and sets the advantages of every group of two or more responses whose scores are all equal to exactly 0
+    (verl's ``(r − mean)/(std + 1e-6)`` leaves float rounding there, e.g. −0.0147 for eight scores of 0.2).
+    """
     from tensordict import TensorDict
     from verl.workers.utils.padding import response_to_nested
 
     _check_one_output_per_trajectory(batch.keys)
     tq = trainer_base.tq
-    fields = ["uid", "responses", "response_mask", "advantages"]
+    # token_level_rewards is stored only with use_kl_in_reward; otherwise verl's GRPO scores are rm_scores
+    fields = ["uid", "responses", "response_mask", "advantages", "rm_scores", "token_level_rewards"]
     data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
     response_mask = data["response_mask"]  # nested: one row per response, its full length
     lengths = response_mask.offsets().diff()
     uid = list(data["uid"])  # a NonTensorStack of strings: indexing gives a list-like
-    padded = data.select("responses", "response_mask", "advantages").to_padded_tensor()
+    padded = data.exclude("uid").to_padded_tensor()
     # padding rows carry no loss: keep them out of the groups and the statistics (weight 0)
     real = [not p for p in padding]
     rows = torch.tensor(real, dtype=torch.bool)
+    real_uid = [u for u, keep in zip(uid, real) if keep]
+    if settings.enable:
+        _check_groups(real_uid, rollout_n)
     weights = torch.zeros(padded["responses"].shape, dtype=torch.float32)
     weights[rows], prm = lambda_grpo_weights(
-        padded["responses"][rows],
-        lengths[rows],
-        [u for u, keep in zip(uid, real) if keep],
-        settings.power,
-        prm_stats=settings.log_prm_stats,
+        padded["responses"][rows], lengths[rows], real_uid, settings.power, prm_stats=settings.log_prm_stats
     )
     metrics.update(prm)
     if not settings.enable:
         return batch
-    advantages = padded["advantages"] * weights.to(padded["advantages"].dtype)
+    # verl's GRPO score of a response: its token-level rewards summed (token_level_rewards is stored only with
+    # use_kl_in_reward; otherwise they are rm_scores)
+    field = "token_level_rewards" if "token_level_rewards" in padded.keys() else "rm_scores"  # noqa: SIM118
+    scores = padded[field].sum(-1)[rows].float()
+    dense: dict[Any, int] = {}
+    group = torch.tensor([dense.setdefault(u, len(dense)) for u in real_uid], dtype=torch.long)
+    sizes = torch.bincount(group, minlength=len(dense))
+    same = constant_groups(scores, group) & (sizes[group] > 1)  # a single response keeps verl's advantage
+    constant = torch.zeros(len(uid), dtype=torch.bool)
+    constant[rows] = same
+    constant_group = torch.zeros(len(dense), dtype=torch.bool).index_fill_(0, group[same], True)
+    metrics["reward/constant_group_fraction"] = float(constant_group.float().mean()) if len(dense) else 0.0
+    advantages = padded["advantages"].masked_fill(constant[:, None], 0.0)
+    advantages = advantages * weights.to(advantages.dtype)
     out = TensorDict(
         {
             "advantages": response_to_nested(advantages, response_mask),
@@ -340,6 +371,22 @@ def _weight_advantages(
     loss_tokens = padded["response_mask"].bool()
     metrics["prm/weight_mean"] = float(weights[loss_tokens].sum()) / max(int(loss_tokens.sum()), 1)
     return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=out)
+
+
+def _check_groups(uid: Sequence[Any], rollout_n: int) -> None:
+    """Refuse per-trajectory uids: every response its own group while verl samples ``rollout_n > 1`` per prompt.
+
+    GRPO's advantage and λ's process sets are over the responses of one prompt, which verl finds by ``uid``; if each
+    response has a uid of its own (as some agent loops set them), every advantage is the raw score and every weight 1.
+    Groups smaller than ``rollout_n`` (filtered or failed rollouts) are allowed.
+    """
+    if rollout_n > 1 and len(uid) > 1 and len(set(uid)) == len(uid):
+        raise ValueError(
+            f"algorithm.{CONFIG_KEY}: every uid of this batch is its own group ({len(uid)} responses, {len(uid)} "
+            f"uids) while actor_rollout_ref.rollout.n={rollout_n}: GRPO compares the responses of one prompt, "
+            "found by uid; give the n responses sampled for a prompt the same uid (as verl's own data pipeline "
+            "does: one uid per prompt, repeated n times), not one uid per trajectory"
+        )
 
 
 def _check_one_output_per_trajectory(keys: Sequence[str]) -> None:
