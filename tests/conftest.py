@@ -35,6 +35,26 @@ def smollm2_tokenizer():
 
 
 @pytest.fixture(scope="session")
+def bos_tokenizer(smollm2_tokenizer):
+    """SmolLM2's real tokenizer made Llama-3-like (Llama-3.2-1B-Instruct, ``configs/paper/llama1b-*``): its
+    post-processor adds BOS (``<|endoftext|>``) to plain text and its chat template writes ``bos_token``."""
+    import copy
+
+    from tokenizers.processors import TemplateProcessing
+
+    tok = copy.deepcopy(smollm2_tokenizer)
+    bos = "<|endoftext|>"
+    tok.bos_token = bos
+    bos_id = tok.convert_tokens_to_ids(bos)
+    tok.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, bos_id)]
+    )
+    tok.chat_template = "{{ bos_token }}" + tok.chat_template
+    assert tok("x")["input_ids"][0] == bos_id and tok("x", add_special_tokens=False)["input_ids"][0] != bos_id
+    return tok
+
+
+@pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     """Path of the real SmolLM2-135M-Instruct GGUF file (fetched once into the cache; `make smollm2`).
 

@@ -45,7 +45,7 @@ def greedy_completions(
                 return_tensors="pt",
                 padding=True,
                 padding_side="left",
-                add_special_tokens=not prompt_format.chat,
+                add_special_tokens=prompt_format.add_special_tokens,
             ).to(model.device)
             prompt_len = enc["input_ids"].shape[1]
             with torch.no_grad():
@@ -184,7 +184,15 @@ class VLLMGenerator:
         self.prompt_format = prompt_format or PromptFormat.for_tokenizer(self.tokenizer)
 
     def generate(self, problems: list[str]) -> Iterator[list[str]]:
-        prompts = [self.prompt_format.text(p, self.tokenizer) for p in problems]
+        """Yield the completions of ``problems`` in chunks, in order.
+
+        vLLM gets token ids (``{"prompt_token_ids": ...}``), tokenized as the HF path and training tokenize them
+        (:attr:`PromptFormat.add_special_tokens`): given text, vLLM would tokenize it again with special tokens, and a
+        chat template that writes ``bos_token`` would reach the model as ``[BOS, BOS, ...]``.
+        """
+        prompts = [
+            {"prompt_token_ids": ids} for ids in self.prompt_format.token_ids(problems, self.tokenizer)
+        ]
         # chunks only so that results are written as they come; each chunk is still one vLLM batch
         chunk = max(self.batch_size, 256)
         for start in range(0, len(prompts), chunk):

@@ -112,10 +112,20 @@ def evaluate(model, tokenizer, task: Task, cfg: TrainConfig) -> float:
 # supervised warm start
 
 
-def sft_pairs(task: Task, tokenizer) -> list[tuple[str, str]]:
-    """(prompt text, worked solution) of each training row with a solution; empty when the task has none."""
-    fmt = task.prompt_format
-    return [(fmt.text(row["problem"], tokenizer), sol) for row, sol in zip(task.train, task.solutions or [])]
+def sft_examples(task: Task, tokenizer) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, worked solution ids + EOS) of each training row with a solution; empty when the task has none.
+
+    The prompt is tokenized as RL and evaluation tokenize it (:meth:`PromptFormat.token_ids`: e.g. BOS for a plain-text
+    prompt when the tokenizer adds one), so the warm start trains on the sequences RL starts from.
+    """
+    rows = list(zip(task.train, task.solutions or []))
+    if not rows:
+        return []
+    prompts = task.prompt_format.token_ids([row["problem"] for row, _ in rows], tokenizer)
+    eos = [tokenizer.eos_token_id]
+    return [
+        (p, tokenizer(sol, add_special_tokens=False)["input_ids"] + eos) for p, (_, sol) in zip(prompts, rows)
+    ]
 
 
 def sft(model, tokenizer, task: Task, cfg: TrainConfig, out: Path | None) -> None:
@@ -127,13 +137,7 @@ def sft(model, tokenizer, task: Task, cfg: TrainConfig, out: Path | None) -> Non
     s = cfg.sft
     rng = random.Random(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=s.learning_rate, weight_decay=0.0)
-    encoded = [
-        (
-            tokenizer(p, add_special_tokens=False)["input_ids"],
-            tokenizer(sol, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id],
-        )
-        for p, sol in sft_pairs(task, tokenizer)
-    ]
+    encoded = sft_examples(task, tokenizer)
     model.train()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)

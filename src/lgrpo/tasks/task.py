@@ -61,6 +61,19 @@ class PromptFormat:
             raise ValueError("the prompt format is chat messages but the tokenizer has no chat template")
         return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
+    @property
+    def add_special_tokens(self) -> bool:
+        """Whether tokenizing :meth:`text` adds the tokenizer's special tokens (e.g. BOS), as TRL tokenizes prompts in
+        training: not for a chat template, whose text already holds them (a template that writes ``bos_token``
+        gives one BOS), and the tokenizer's defaults for plain text. The one rule for every path that tokenizes a
+        prompt (warm start, RL, ``lgrpo eval`` with either backend)."""
+        return not self.chat
+
+    def token_ids(self, problems: list[str], tokenizer: Any) -> list[list[int]]:
+        """The token ids of each problem's prompt, unpadded (see :attr:`add_special_tokens`)."""
+        texts = [self.text(p, tokenizer) for p in problems]
+        return tokenizer(texts, add_special_tokens=self.add_special_tokens)["input_ids"]
+
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> PromptFormat:
         """The run's format: ``data.system_prompt: true`` = the paper's system prompt through the chat template,
