@@ -233,6 +233,17 @@ def test_prompt_once_layout_by_hand():
         pack_groups(pid, pm, cid, cm, mode="trie")
 
 
+def test_row_tokens_is_a_capacity_and_rows_are_as_wide_as_the_fullest():
+    # three groups by hand: A = prompt 5 6 + completions 1 2 / 1 3 (5 tokens), C = 8 9 9 + 1 (4), B = 7 + 4 (2)
+    pid, pm, cid, cm = make_batch([[5, 6], [5, 6], [7], [8, 9, 9]], [[1, 2], [1, 3], [4], [1]])
+    # capacity max(row_tokens, 5); first-fit decreasing puts A, then C, then B where it fits
+    for row_tokens, widths in [(100, [11]), (6, [5, 6]), (None, [5, 4, 2]), (3, [5, 4, 2])]:
+        packed = pack_groups(pid, pm, cid, cm, row_tokens=row_tokens)
+        used = [int(x) for x in (packed.input_ids != 0).sum(1)]  # no token id is 0 here
+        assert used == widths, row_tokens
+        assert packed.input_ids.shape == (len(widths), max(widths))  # not padded to the capacity
+
+
 def test_pair_cost_splits_large_groups():
     # 8 completions sharing nothing but the prompt: with costly pairs every completion is its own tree (the padded
     # batch); with free pairs one tree; 8 sharing a long stem stay one tree at a moderate pair cost

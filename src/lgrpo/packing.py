@@ -231,9 +231,9 @@ def pack_groups(
         mode: ``"tree"``: the prompt, then the trie of the completions (every shared prefix once);
             ``"prompt_once"``: the prompt, then every completion in full (a tree whose only shared node is the
             prompt: ``P + Σ L_i`` tokens per group).
-        row_tokens: capacity of a packed row; groups are packed whole, first-fit decreasing, into rows of
-            ``max(row_tokens, largest group)`` tokens. ``None``: one group per row is never forced; the capacity is
-            the largest group's size.
+        row_tokens: capacity of a packed row; groups are packed whole, first-fit decreasing, into rows that hold
+            at most ``max(row_tokens, largest group)`` tokens. ``None``: the capacity is the largest group's size.
+            The packed rows are as wide as the fullest row (``N`` = its token count), not padded to the capacity.
         pair_cost: the cost of one attended (query, key) pair relative to one token (see :func:`pair_cost`); when
             given, a group is split into several trees of consecutive completions where that is predicted cheaper
             (dense attention computes every pair of a row). ``None``/0: every group is one tree.
