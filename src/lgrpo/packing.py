@@ -26,7 +26,7 @@ Two layouts (``mode``): ``"tree"`` (the prompt once, then the trie: every shared
 ``"prompt_once"`` (the prompt once per group, then each completion in full: ``G·(P + R)`` tokens become ``P + G·R``,
 the packing of verl's PrefixGrouper and similar). A prompt-once layout *is* the tree layout with no completion
 sharing (every pairwise LCP taken as 0), so both come from the same code and carry the same exactness.
-:func:`choose_packing` picks among padded, prompt-once and tree per call.
+:func:`choose_packing` picks among padded, prompt-once and tree per call (given the tree layout, as ``"auto"`` does, it picks padded or tree).
 
 Exact for decoder-only models with 1D rotary positions and eager/SDPA/flex attention (:func:`check_packable`).
 """

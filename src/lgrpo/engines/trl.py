@@ -106,8 +106,8 @@ class LambdaGRPOConfig(GRPOConfig):
         rollout_log: append one JSON line per completion to ``<output_dir>/rollouts.jsonl`` (docs/rollout_log.md).
         tree_packing: pack each group's tokens for the log-probs, exactly (docs/tree_packing.md): ``"off"``
             (``False``), ``"tree"`` (the prompt and every shared completion prefix once), ``"prompt_once"`` (the
-            prompt once, each completion in full) or ``"auto"`` (``True``: each call picks padded, prompt-once or
-            tree, whichever ``lgrpo.packing.choose_packing`` predicts cheapest). With ``"tree"``/``"prompt_once"``
+            prompt once, each completion in full) or ``"auto"`` (``True``: each call picks padded or tree,
+            whichever ``lgrpo.packing.choose_packing`` predicts cheaper; prompt-once never costs less than the tree). With ``"tree"``/``"prompt_once"``
             a call still runs padded when packing is predicted slower or its dense mask would exceed
             ``tree_packing_mask_budget_gb``.
         tree_packing_always: pack every call in the chosen layout (``"auto"``: the tree), even where predicted
@@ -145,7 +145,7 @@ class LambdaGRPOConfig(GRPOConfig):
         default=False,
         metadata={
             "help": "Pack groups for the log-probs (exact; docs/tree_packing.md): 'off' (false), 'auto' (true: "
-            "padded, prompt-once or tree per call, whichever is predicted cheapest), 'tree', 'prompt_once'."
+            "padded or tree per call, whichever is predicted cheaper), 'tree', 'prompt_once'."
         },
     )
     tree_packing_always: bool = field(

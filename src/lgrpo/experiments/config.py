@@ -128,8 +128,8 @@ class RLConfig:
     # any other LambdaGRPOConfig field (e.g. {epsilon_high: 0.28, report_to: [tensorboard]}); checked against its
     # fields when the run starts, before any work (experiments/train.py: build_grpo_config)
     trl: dict[str, Any] = field(default_factory=dict)
-    # pack each group for the log-probs (exact; docs/tree_packing.md): "auto" (true) picks padded, prompt-once or
-    # tree per call, whichever is predicted cheapest; "tree", "prompt_once" (each still falls back to padded where
+    # pack each group for the log-probs (exact; docs/tree_packing.md): "auto" (true) picks padded or tree
+    # per call, whichever is predicted cheaper (prompt-once never costs less than the tree); "tree", "prompt_once" (each still falls back to padded where
     # it would not pay); "off" (false)
     tree_packing: str = "auto"
     tree_packing_always: bool = False  # pack every call, even where predicted slower (benchmarks)
