@@ -23,7 +23,7 @@ import json
 import os
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -210,21 +210,19 @@ def hub_rows(hub_id: str, split: str = "train") -> list[dict[str, Any]]:
 
     from lgrpo.models import hub_reachable
 
-    if hub_reachable():
+    online = hub_reachable()
+    with nullcontext() if online else _offline():
         try:
             return list(load_dataset(hub_id, split=split))
         except Exception as e:
-            raise LoadError(
-                f"the Hub dataset {hub_id!r} (split {split!r}) could not be loaded: {type(e).__name__}: {e}"
-            ) from e
-    with _offline():
-        try:
-            return list(load_dataset(hub_id, split=split))
-        except Exception as e:
-            raise LoadError(
-                f"the dataset {hub_id!r} (split {split!r}) is not in the local Hugging Face cache and the Hub "
-                f"cannot be reached ({type(e).__name__})"
-            ) from e
+            if online:
+                why = f"the Hub dataset {hub_id!r} (split {split!r}) could not be loaded: {type(e).__name__}: {e}"
+            else:
+                why = (
+                    f"the dataset {hub_id!r} (split {split!r}) is not in the local Hugging Face cache and the Hub "
+                    f"cannot be reached ({type(e).__name__})"
+                )
+            raise LoadError(why) from e
 
 
 @contextmanager
