@@ -70,6 +70,14 @@ def run_entry(run_dir: Path) -> dict:
     summary = json.loads((run_dir / SUMMARY).read_text()) if (run_dir / SUMMARY).exists() else None
     times = [ln["step_time"] for ln in steps if "step_time" in ln]
     k = max(1, len(steps) // 3)
+    # tokens with |λ| > 1 (where the arms weigh a token differently), from the rollout log (lgrpo analyze)
+    shared = []
+    if (run_dir / "rollouts.jsonl").exists():
+        from lgrpo.analysis.analyze import analyze_log
+
+        shared = [s["shared_token_fraction"] for s in analyze_log(run_dir / "rollouts.jsonl")["steps"]]
+        shared = [x for x in shared if x is not None]
+    ks = max(1, len(shared) // 3)
     trained = {s: a for s, a in evals.items() if s > 0}
     # the step of the peak: the earliest of equal peaks
     peak_step = max(trained, key=lambda s: (trained[s], -s)) if trained else None
@@ -94,6 +102,8 @@ def run_entry(run_dir: Path) -> dict:
             [ln["completions/clipped_ratio"] for ln in steps if "completions/clipped_ratio" in ln]
         ),
         "prm": {key: _mean([ln[key] for ln in steps if key in ln]) for key in PRM_KEYS},
+        "shared_token_fraction_first_third": _mean(shared[:ks]),
+        "shared_token_fraction_last_third": _mean(shared[-ks:]),
         "reward_curve": [round(ln["reward"], 4) for ln in steps],
     }
 
@@ -165,8 +175,8 @@ def markdown(result: dict) -> str:
         f"{_pm(p['final_accuracy']['lambda_minus_grpo'])} |",
         "",
         "| run | steps | acc. curve (step: acc.) | reward first → last third | s/step | prm/flat_fraction | "
-        "prm/path_depth_mean | prm/intermediate_proportion_mean |",
-        "|---|---|---|---|---|---|---|---|",
+        "prm/path_depth_mean | prm/intermediate_proportion_mean | tokens with \\|λ\\| > 1, first → last third |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, e in result["runs"].items():
         curve = ", ".join(f"{s}: {a:.3f}" for s, a in e["accuracy_curve"].items())
@@ -174,7 +184,8 @@ def markdown(result: dict) -> str:
             f"| {name} | {e['steps_done']} | {curve} | {_fmt(e['reward_first_third'])} → "
             f"{_fmt(e['reward_last_third'])} | {_fmt(e['seconds_per_step_median'], 1)} | "
             f"{_fmt(e['prm']['prm/flat_fraction'])} | {_fmt(e['prm']['prm/path_depth_mean'], 2)} | "
-            f"{_fmt(e['prm']['prm/intermediate_proportion_mean'], 3)} |"
+            f"{_fmt(e['prm']['prm/intermediate_proportion_mean'], 3)} | "
+            f"{_fmt(e['shared_token_fraction_first_third'])} → {_fmt(e['shared_token_fraction_last_third'])} |"
         )
     return "\n".join(rows) + "\n"
 

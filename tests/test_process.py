@@ -211,7 +211,10 @@ def test_flat_groups_and_summary():
         "prm/path_depth_mean",
         "prm/intermediate_proportion_mean",
         "prm/process_set_size_mean",
+        "prm/shared_token_fraction",
     }
+    # group 0 is flat (|λ| = 1 on its 5 tokens); group 1: [1,1] and [1,2] share token 1 → 2 of 9 tokens shared
+    assert s["prm/shared_token_fraction"] == pytest.approx(2 / 9)
 
 
 def test_nan_rewards_are_left_out_of_step_rewards():

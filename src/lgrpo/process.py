@@ -358,6 +358,9 @@ class TreeStats:
     flat: ``[B]`` bool, whether the row's group tree is flat (every process set a singleton).
     process_set_size_mean: ``[B]`` float, mean ``|λ|`` over the row's tokens (0 for an empty row).
     group_flat: ``[G]`` bool, the same per group (dense group index, as in :class:`ProcessBlocks`).
+    shared_tokens: ``[B]`` long, the row's tokens with ``|λ(i,t)| > 1``: where λ-GRPO's weight ``1/|λ|`` differs
+        from GRPO's (a duplicate completion's tokens count; they are shared too).
+    lengths: ``[B]`` long, the row's completion tokens.
     """
 
     path_depth: Tensor
@@ -365,9 +368,12 @@ class TreeStats:
     flat: Tensor
     process_set_size_mean: Tensor
     group_flat: Tensor
+    shared_tokens: Tensor
+    lengths: Tensor
 
     def summary(self, prefix: str = "prm/") -> dict[str, float]:
-        """Batch means as slash-scoped metrics; ``flat_fraction`` counts groups, the rest count non-empty rows."""
+        """Batch means as slash-scoped metrics; ``flat_fraction`` counts groups, ``shared_token_fraction`` (tokens
+        with ``|λ| > 1`` over all completion tokens) counts tokens, the rest count non-empty rows."""
         nonempty = self.path_depth > 0
         n = max(int(nonempty.sum()), 1)
         return {
@@ -377,6 +383,8 @@ class TreeStats:
             f"{prefix}path_depth_mean": float(self.path_depth[nonempty].float().sum()) / n,
             f"{prefix}intermediate_proportion_mean": float(self.intermediate_proportion[nonempty].sum()) / n,
             f"{prefix}process_set_size_mean": float(self.process_set_size_mean[nonempty].sum()) / n,
+            f"{prefix}shared_token_fraction": float(self.shared_tokens.sum())
+            / max(int(self.lengths.sum()), 1),
         }
 
 
@@ -401,7 +409,10 @@ def tree_stats(ids: Tensor, mask: Tensor, group: Tensor, *, blocks: ProcessBlock
     group_max = torch.zeros(blocks.num_groups, dtype=torch.long, device=sizes.device)
     group_max = group_max.scatter_reduce(0, blocks.group_index, row_max, reduce="amax", include_self=True)
     group_flat = group_max <= 1
-    return TreeStats(path_depth, intermediate, group_flat[blocks.group_index], size_mean, group_flat)
+    shared = ((sizes > 1) & m).sum(1)
+    return TreeStats(
+        path_depth, intermediate, group_flat[blocks.group_index], size_mean, group_flat, shared, lengths
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------

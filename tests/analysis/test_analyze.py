@@ -66,6 +66,8 @@ def expected_step0():
     depth = [*PAPER_PATH_DEPTHS, 1, 1, 1]
     inter = [*PAPER_INTERMEDIATE, 0.0, 0.0, 0.0]
     sizes = [sum(s) / len(s) for s in PAPER_SET_SIZES] + [1.0, 1.0, 1.0]
+    shared = sum(x > 1 for s in PAPER_SET_SIZES for x in s)  # the flat group's 6 tokens all have |λ| = 1
+    tokens = sum(len(s) for s in PAPER_SET_SIZES) + 6
     rewards = [r for _, r in PAPER] + [r for _, r in FLAT]
     return {
         "groups": 2,
@@ -76,6 +78,7 @@ def expected_step0():
         "intermediate_proportion_mean": statistics.mean(inter),
         "intermediate_proportion_median": statistics.median(inter),
         "process_set_size_mean": statistics.mean(sizes),
+        "shared_token_fraction": shared / tokens,
         "reward_mean": statistics.mean(rewards),
     }
 
@@ -95,6 +98,7 @@ def expected_step1():
         "intermediate_proportion_mean": statistics.mean(inter),
         "intermediate_proportion_median": statistics.median(inter),
         "process_set_size_mean": statistics.mean(sizes),
+        "shared_token_fraction": 5 / 7,  # X, Y, X, Y, X of XY, XY, XZ, Q
         "reward_mean": statistics.mean([1.0, 1.0, 0.0, 0.0]),  # the null reward is left out
     }
 
@@ -195,12 +199,15 @@ def test_missing_log_is_a_clear_error(tmp_path):
 def brute_force_step(rows: list[tuple[object, list[int], float]]) -> dict:
     """Per-step statistics straight from the definitions (METHOD.md §2, §8), O(k²·T) per group."""
     depth, inter, size_mean, flat_groups, groups = [], [], [], 0, sorted({g for g, _, _ in rows}, key=str)
+    shared = tokens = 0
     for g in groups:
         seqs = [s for gg, s, _ in rows if gg == g]
         group_flat = True
         for s in seqs:
             sizes = [sum(len(o) > t and o[: t + 1] == s[: t + 1] for o in seqs) for t in range(len(s))]
             group_flat &= all(x == 1 for x in sizes)
+            shared += sum(x > 1 for x in sizes)
+            tokens += len(s)
             if not s:
                 continue
             dups = sum(o == s for o in seqs)
@@ -217,6 +224,7 @@ def brute_force_step(rows: list[tuple[object, list[int], float]]) -> dict:
         "intermediate_proportion_mean": statistics.mean(inter),
         "intermediate_proportion_median": statistics.median(inter),
         "process_set_size_mean": statistics.mean(size_mean),
+        "shared_token_fraction": shared / tokens,
         "reward_mean": statistics.mean(r for _, _, r in rows),
     }
 

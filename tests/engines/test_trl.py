@@ -536,7 +536,8 @@ def test_train_writes_rollouts_and_prm_metrics(tmp_path, tok):
     assert len(logs) == 2
     for h in logs:
         for name in ("prm/flat_fraction", "prm/path_depth_mean", "prm/intermediate_proportion_mean",
-                     "prm/process_set_size_mean", "reward", "entropy", "clip_ratio/region_mean"):  # fmt: skip
+                     "prm/process_set_size_mean", "prm/shared_token_fraction", "reward", "entropy",
+                     "clip_ratio/region_mean"):  # fmt: skip
             assert name in h, name
         assert h["prm/path_depth_mean"] >= 1 and h["prm/process_set_size_mean"] >= 1
 

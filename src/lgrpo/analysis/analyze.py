@@ -1,12 +1,14 @@
 """``lgrpo analyze RUN_DIR``: per-step statistics of the implicit PRM from a run's rollout log.
 
 For every training step: the fraction of flat groups, path depth (mean, median), intermediate proportion (mean,
-median), mean process-set size and mean reward (METHOD.md §8) → ``prm_stats.json`` and ``prm_stats.png`` (one panel
+median), mean process-set size, the fraction of completion tokens with ``|λ| > 1`` (where λ-GRPO and GRPO weigh a
+token differently) and mean reward (METHOD.md §8) → ``prm_stats.json`` and ``prm_stats.png`` (one panel
 per statistic over steps, like the paper's figure). The log is streamed one step at a time, so its size does not
 matter; every statistic comes from :func:`lgrpo.process.tree_stats` on that step's tensors.
 
 Means are the ones the trainer logs as ``prm/*`` (:meth:`TreeStats.summary`): flat fraction over groups, the rest
-over non-empty completions. Medians are over the same completions.
+over non-empty completions, ``shared_token_fraction`` over all completion tokens. Medians are over the same
+completions.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ STAT_KEYS = (
     "intermediate_proportion_mean",
     "intermediate_proportion_median",
     "process_set_size_mean",
+    "shared_token_fraction",
     "reward_mean",
 )
 
@@ -50,6 +53,8 @@ class StepStats:
     path_depth: np.ndarray  # [N] (non-empty rows)
     intermediate: np.ndarray  # [N]
     set_size_mean: np.ndarray  # [N]
+    shared_tokens: np.ndarray  # [B] tokens with |λ| > 1 (all rows)
+    tokens: np.ndarray  # [B] completion tokens (all rows)
     rewards: np.ndarray  # [B] (all rows; NaN = unscored)
 
     @classmethod
@@ -67,6 +72,8 @@ class StepStats:
             stats.path_depth.numpy()[nonempty].astype(np.float64),
             stats.intermediate_proportion.numpy()[nonempty].astype(np.float64),
             stats.process_set_size_mean.numpy()[nonempty].astype(np.float64),
+            stats.shared_tokens.numpy(),
+            stats.lengths.numpy(),
             batch.rewards.numpy().astype(np.float64),
         )
 
@@ -88,6 +95,8 @@ class StepStats:
             cat([self.path_depth, other.path_depth]),
             cat([self.intermediate, other.intermediate]),
             cat([self.set_size_mean, other.set_size_mean]),
+            cat([self.shared_tokens, other.shared_tokens]),
+            cat([self.tokens, other.tokens]),
             cat([self.rewards, other.rewards]),
         )
 
@@ -109,6 +118,9 @@ class StepStats:
             "intermediate_proportion_mean": mean(self.intermediate),
             "intermediate_proportion_median": median(self.intermediate),
             "process_set_size_mean": mean(self.set_size_mean),
+            "shared_token_fraction": float(self.shared_tokens.sum() / self.tokens.sum())
+            if self.tokens.sum()
+            else None,
             "reward_mean": mean(self.rewards),
         }
 
@@ -184,6 +196,7 @@ def plot_stats(steps: list[dict[str, Any]], out_png: Path, title: str = "", smoo
             [("intermediate_proportion_mean", "mean"), ("intermediate_proportion_median", "median")],
         ),
         ("mean process-set size |λ|", [("process_set_size_mean", "")]),
+        ("tokens with |λ| > 1", [("shared_token_fraction", "")]),
         ("mean reward", [("reward_mean", "")]),
     ]
     x = np.array([s["step"] for s in steps], dtype=float)
@@ -198,7 +211,7 @@ def plot_stats(steps: list[dict[str, Any]], out_png: Path, title: str = "", smoo
             ax.plot(x, y, color=color, marker=marker, ms=3, lw=1.5, label=label or None)
         if len(series) > 1:
             ax.legend(frameon=False, fontsize=8)
-        if name.startswith(("flat", "intermediate")):
+        if name.startswith(("flat", "intermediate", "tokens")):
             ax.set_ylim(-0.03, 1.03)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step")

@@ -101,8 +101,8 @@ class LambdaGRPOConfig(GRPOConfig):
     Args:
         weighting: ``"lambda"`` weights every token's loss by ``|λ(i,t)|^(−lambda_power)``; ``"uniform"`` is GRPO.
         lambda_power: the exponent α of the weights (1 = the paper's λ-GRPO, 0 = GRPO).
-        log_prm_stats: log ``prm/flat_fraction``, ``prm/path_depth_mean``, ``prm/intermediate_proportion_mean`` and
-            ``prm/process_set_size_mean`` for every generation batch.
+        log_prm_stats: log ``prm/flat_fraction``, ``prm/path_depth_mean``, ``prm/intermediate_proportion_mean``,
+            ``prm/process_set_size_mean`` and ``prm/shared_token_fraction`` for every generation batch.
         rollout_log: append one JSON line per completion to ``<output_dir>/rollouts.jsonl`` (docs/rollout_log.md).
         tree_packing: pack each group's tokens for the log-probs, exactly (docs/tree_packing.md): ``"off"``
             (``False``), ``"tree"`` (the prompt and every shared completion prefix once), ``"prompt_once"`` (the

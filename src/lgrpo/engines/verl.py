@@ -92,8 +92,8 @@ class LambdaGRPOSettings:
     Args:
         enable: weight the GRPO loss by ``|λ(i,t)|^(−power)`` (λ-GRPO); off means stock verl.
         power: the exponent α of METHOD.md §6 (0: GRPO's uniform weights, 1: λ-GRPO). Non-negative.
-        log_prm_stats: log ``prm/flat_fraction``, ``prm/path_depth_mean``, ``prm/intermediate_proportion_mean`` and
-            ``prm/process_set_size_mean`` every step (also when ``enable`` is off).
+        log_prm_stats: log ``prm/flat_fraction``, ``prm/path_depth_mean``, ``prm/intermediate_proportion_mean``,
+            ``prm/process_set_size_mean`` and ``prm/shared_token_fraction`` every step (also when ``enable`` is off).
     """
 
     enable: bool = False
