@@ -200,8 +200,14 @@ def plot_stats(steps: list[dict[str, Any]], out_png: Path, title: str = "", smoo
         ("mean reward", [("reward_mean", "")]),
     ]
     x = np.array([s["step"] for s in steps], dtype=float)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.4), constrained_layout=True)
-    for ax, (name, series) in zip(axes, panels):
+    ncols = 3
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.0 * ncols, 3.2 * nrows), constrained_layout=True, squeeze=False
+    )
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (name, series) in zip(axes.flat, panels):
         for (key, label), color in zip(series, ("C0", "C1")):
             y = np.array([np.nan if s[key] is None else s[key] for s in steps], dtype=float)
             marker = "o" if len(x) <= 40 else None
