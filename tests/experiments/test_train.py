@@ -43,11 +43,39 @@ def test_default_yaml_is_the_embedded_default():
         ("rl.warmup_steps=-1", "rl.warmup_steps"),
         ("rl.max_grad_norm=-1", "rl.max_grad_norm"),
         ("data.n_terms=2", "data.train_size"),  # 4000 + 200 problems, only 100 distinct one-digit pairs
+        ("sft.lr_scheduler_type=linear", "sft.lr_scheduler_type"),
     ],
 )
 def test_bad_overrides_name_the_key(override, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize(("steps", "warmup"), [(250, 20), (7, 0), (5, 5), (30, 3)])
+def test_warm_start_learning_rate(steps, warmup):
+    """Linear warmup as before (1-based steps); after it, "cosine" follows transformers' cosine schedule with
+    warmup at the 0-based step (a full rate after the warmup, 0 one step after the last), "constant" stays."""
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
+    lr = 3e-3
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = get_cosine_schedule_with_warmup(opt, warmup, steps)
+    want = []
+    for _ in range(steps):
+        want.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    for kind in ("cosine", "constant"):
+        s = load_config(
+            None, [f"sft.steps={steps}", f"sft.warmup_steps={warmup}", f"sft.lr_scheduler_type={kind}"]
+        ).sft
+        got = [train_mod.sft_learning_rate(s, step) for step in range(1, steps + 1)]
+        assert got[:warmup] == pytest.approx([lr * k / warmup for k in range(1, warmup + 1)])
+        after = want[warmup:] if kind == "cosine" else [lr] * (steps - warmup)
+        assert got[warmup:] == pytest.approx(after, rel=1e-12, abs=1e-15)
+    if steps - warmup > 1:
+        assert got[warmup] == lr and 0 < want[-1] < lr / 2  # the comparison has teeth
 
 
 def test_overrides_and_yaml(tmp_path):

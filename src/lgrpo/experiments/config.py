@@ -86,6 +86,7 @@ class SFTConfig:
     batch_size: int = 64
     learning_rate: float = 3e-3
     warmup_steps: int = 20
+    lr_scheduler_type: str = "constant"  # or "cosine": decays to 0 by the last step, after the linear warmup
 
 
 @dataclass
@@ -338,6 +339,7 @@ def validate(cfg: TrainConfig) -> None:
         _positive(f"sft.{k}", getattr(s, k), allow_zero=True)
     _positive("sft.batch_size", s.batch_size)
     _positive("sft.learning_rate", s.learning_rate)
+    _choice("sft.lr_scheduler_type", s.lr_scheduler_type, ("constant", "cosine"))
     _choice("rl.weighting", r.weighting, WEIGHTINGS)
     _choice("rl.tree_packing", r.tree_packing, ("auto", "tree", "prompt_once", "off", "true", "false"))
     _positive("rl.lambda_power", r.lambda_power, allow_zero=True)

@@ -128,6 +128,18 @@ def sft_examples(task: Task, tokenizer) -> list[tuple[list[int], list[int]]]:
     ]
 
 
+def sft_learning_rate(s, step: int) -> float:
+    """The warm start's learning rate at ``step`` (1-based) of ``s.steps``: linear warmup over ``s.warmup_steps``,
+    then constant, or with ``s.lr_scheduler_type == "cosine"`` a half cosine from ``s.learning_rate`` (first step after
+    the warmup) down to 0 one step after the last (the shape of transformers' ``get_cosine_schedule_with_warmup``)."""
+    if step <= s.warmup_steps:
+        return s.learning_rate * step / max(1, s.warmup_steps)
+    if s.lr_scheduler_type == "constant":
+        return s.learning_rate
+    progress = (step - s.warmup_steps - 1) / max(1, s.steps - s.warmup_steps)
+    return s.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def sft(model, tokenizer, task: Task, cfg: TrainConfig, out: Path | None) -> None:
     """Teacher-forced cross-entropy on the worked solutions (loss on solution tokens + EOS only); saves to ``out``
     (atomically) unless it is None (the other processes of a multi-process run)."""
@@ -154,7 +166,7 @@ def sft(model, tokenizer, task: Task, cfg: TrainConfig, out: Path | None) -> Non
                 labels[row, len(p) : n] = torch.tensor(c)
                 attn[row, :n] = 1
             for group in opt.param_groups:
-                group["lr"] = s.learning_rate * min(1.0, step / max(1, s.warmup_steps))
+                group["lr"] = sft_learning_rate(s, step)
             loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
