@@ -8,6 +8,7 @@ accuracy, mean ± s.e. over seeds and the paired per-seed difference (λ-GRPO �
 seconds per step.
 
     python benchmarks/real_model.py --out runs/bench/study                   # 3 seeds × 2 arms × 30 steps
+    python benchmarks/real_model.py --out runs/bench/study threads=1         # the same, leaving a core free
     python benchmarks/real_model.py --out runs/bench/study --estimate        # the study's time, from measured s/step
     python benchmarks/real_model.py --out runs/bench/study --report          # summarise what is there now
     python benchmarks/real_model.py --steps 2 --seeds 1 --out runs/bench/tiny data.eval_size=8   # a mechanics check
@@ -30,12 +31,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "configs" / "smollm2-135m-reasoning.yaml"
-# this 2-core CPU, bfloat16, LoRA (runs/bench/study_tiny: --steps 2 --seeds 1 data.eval_size=8): median step 10 s
-# (16 completions, median 63 tokens), warm start 173 s; one held-out evaluation of 200 problems (4 greedy batches of
-# 50, up to 128 tokens) is an estimate, not measured
-STEP_SECONDS = 10.0
-EVAL_SECONDS = 80.0
-SFT_SECONDS = 175.0
+# measured in the study itself on this 2-core CPU (bfloat16, LoRA, `threads=1` beside one other single-thread job,
+# benchmarks/results/study): median step 15 s (16 completions, median ~63 tokens), one held-out evaluation of 200
+# problems (4 greedy batches of 50, up to 128 tokens) about 110 s, warm start 300 s. With both cores (threads=2,
+# quiet): step 10 s, warm start 173 s (a 2-step check).
+STEP_SECONDS = 15.0
+EVAL_SECONDS = 110.0
+SFT_SECONDS = 300.0
 PRM_KEYS = (
     "prm/flat_fraction",
     "prm/path_depth_mean",

@@ -213,6 +213,30 @@ def test_bands_stay_in_the_range_the_quantity_can_take(tmp_path, key, values, lo
     plt.close(fig)
 
 
+@pytest.mark.parametrize(("values", "want"), [((0.0, 0.0), (-0.03, 1.03)), ((0.55, 0.65), None)])
+def test_a_fraction_axis_stays_within_0_and_1(tmp_path, values, want):
+    """A constant fraction (0 on every step) is drawn against [0, 1] (matplotlib alone centres it on ±0.04); a
+    varying one keeps matplotlib's close-up view, which lies inside [0, 1]."""
+    import matplotlib.pyplot as plt
+
+    runs = []
+    for seed, v in enumerate(values):
+        path = tmp_path / f"grpo-seed{seed}"
+        path.mkdir()
+        (path / "metrics.jsonl").write_text(
+            "".join(json.dumps({"step": s, "prm/flat_fraction": v}) + "\n" for s in (1, 2))
+        )
+        (path / "config.yaml").write_text(f"seed: {seed}\nweighting: uniform\n")
+        runs.append(load_run(path))
+    fig, ax = _figure({"GRPO": runs}, "prm/flat_fraction")
+    y0, y1 = ax.get_ylim()
+    if want is not None:
+        assert (y0, y1) == pytest.approx(want)
+    else:
+        assert 0.4 < y0 < 0.55 and 0.65 < y1 < 0.8  # close up on 0.6 ± 0.071
+    plt.close(fig)
+
+
 def test_peak_steps_read_as_integers_and_a_trainer_run_without_accuracy_says_so(tmp_path):
     """Three seeds that all peak at step 0 print "0 (all 3 seeds)", not "0.0 ± 0.0"; a run that logged no
     eval/accuracy (a LambdaGRPOTrainer output_dir: metrics.jsonl and trainer_config.json) gets a row that says so."""

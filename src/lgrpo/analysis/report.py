@@ -283,6 +283,11 @@ def _plot_key(ax: Any, arms: dict[str, list[Run]], colors: dict[str, str], key: 
     ax.set_xlabel("step")
     ax.xaxis.get_major_locator().set_params(integer=True)  # steps are integers
     ax.grid(alpha=0.3)
+    if drawn and lo is not None and hi is not None:
+        # a fraction's axis stays within [0, 1]; a constant one (matplotlib would centre it on ±0.04) spans it all
+        y0, y1 = (lo, hi) if np.ptp(values) == 0 else ax.get_ylim()
+        pad = 0.03 * (y1 - y0)
+        ax.set_ylim(max(y0, lo) - pad, min(y1, hi) + pad)
     if drawn:
         ax.legend(frameon=False, fontsize=8)
     else:
