@@ -73,12 +73,19 @@ def run_entry(run_dir: Path) -> dict:
     times = [ln["step_time"] for ln in steps if "step_time" in ln]
     k = max(1, len(steps) // 3)
     # tokens with |λ| > 1 (where the arms weigh a token differently), from the rollout log (lgrpo analyze)
-    shared = []
+    # and distinct completions per group (identical completions share every token)
+    shared, distinct = [], []
     if (run_dir / "rollouts.jsonl").exists():
         from lgrpo.analysis.analyze import analyze_log
+        from lgrpo.analysis.rollouts import iter_step_blocks
 
         shared = [s["shared_token_fraction"] for s in analyze_log(run_dir / "rollouts.jsonl")["steps"]]
         shared = [x for x in shared if x is not None]
+        for block in iter_step_blocks(run_dir / "rollouts.jsonl"):
+            groups: dict[str, set] = {}
+            for rec in block.records:
+                groups.setdefault(str(rec["group"]), set()).add(tuple(rec["completion_ids"]))
+            distinct += [len(g) for g in groups.values()]
     ks = max(1, len(shared) // 3)
     trained = {s: a for s, a in evals.items() if s > 0}
     # the step of the peak: the earliest of equal peaks
@@ -106,6 +113,7 @@ def run_entry(run_dir: Path) -> dict:
         "prm": {key: _mean([ln[key] for ln in steps if key in ln]) for key in PRM_KEYS},
         "shared_token_fraction_first_third": _mean(shared[:ks]),
         "shared_token_fraction_last_third": _mean(shared[-ks:]),
+        "distinct_completions_per_group": _mean(distinct),
         "reward_curve": [round(ln["reward"], 4) for ln in steps],
     }
 
@@ -177,8 +185,8 @@ def markdown(result: dict) -> str:
         f"{_pm(p['final_accuracy']['lambda_minus_grpo'])} |",
         "",
         "| run | steps | acc. curve (step: acc.) | reward first → last third | s/step | prm/flat_fraction | "
-        "prm/path_depth_mean | prm/intermediate_proportion_mean | tokens with \\|λ\\| > 1, first → last third |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "prm/path_depth_mean | prm/intermediate_proportion_mean | tokens with \\|λ\\| > 1, first → last third | distinct completions per group |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, e in result["runs"].items():
         curve = ", ".join(f"{s}: {a:.3f}" for s, a in e["accuracy_curve"].items())
@@ -187,7 +195,8 @@ def markdown(result: dict) -> str:
             f"{_fmt(e['reward_last_third'])} | {_fmt(e['seconds_per_step_median'], 1)} | "
             f"{_fmt(e['prm']['prm/flat_fraction'])} | {_fmt(e['prm']['prm/path_depth_mean'], 2)} | "
             f"{_fmt(e['prm']['prm/intermediate_proportion_mean'], 3)} | "
-            f"{_fmt(e['shared_token_fraction_first_third'])} → {_fmt(e['shared_token_fraction_last_third'])} |"
+            f"{_fmt(e['shared_token_fraction_first_third'])} → {_fmt(e['shared_token_fraction_last_third'])} | "
+            f"{_fmt(e['distinct_completions_per_group'], 2)} |"
         )
     return "\n".join(rows) + "\n"
 
