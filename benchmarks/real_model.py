@@ -1,4 +1,4 @@
-"""The study: GRPO against λ-GRPO on a real model that reasons (issue 17 §3), on this CPU.
+"""The study: GRPO against λ-GRPO on a real model that reasons, on a CPU.
 
 SmolLM2-135M-Instruct with LoRA on the reasoning recipe (configs/smollm2-135m-reasoning.yaml: sums and differences
 worked digit by digit, group 8, temperature 0.75). Both arms run from the same warm start on the same seeds
@@ -9,7 +9,7 @@ seconds per step.
 
     python benchmarks/real_model.py --out runs/bench/study                   # 3 seeds × 2 arms × 30 steps
     python benchmarks/real_model.py --out runs/bench/study threads=1         # the same, leaving a core free
-    python benchmarks/real_model.py --out runs/bench/study --estimate        # the study's time, from measured s/step
+    python benchmarks/real_model.py --out runs/bench/study --estimate        # the study's time, from the timings below
     python benchmarks/real_model.py --out runs/bench/study --report          # summarise what is there now
     python benchmarks/real_model.py --steps 2 --seeds 1 --out runs/bench/tiny data.eval_size=8   # a mechanics check
 
@@ -167,6 +167,11 @@ def _pm(st: dict | None, digits: int = 3) -> str:
 
 def markdown(result: dict) -> str:
     rows = [
+        "# GRPO against λ-GRPO: the study (benchmarks/real_model.py)",
+        "",
+        "Per arm over its finished seeds: mean ± s.e. (standard error, s.d./√n; none for one seed). Held-out greedy "
+        "accuracy; the peak is over the evaluations after RL began (step > 0), the earliest step of equal peaks.",
+        "",
         "| arm | seeds | held-out acc. before | peak acc. | step of peak | final acc. | s/step (median) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -178,11 +183,16 @@ def markdown(result: dict) -> str:
     p = result["paired"]
     rows += [
         "",
-        "| paired, λ-GRPO − GRPO (mean ± s.e. over seeds) | peak acc. | step of peak | final acc. |",
+        "| λ-GRPO − GRPO, paired by seed | peak acc. | step of peak | final acc. |",
         "|---|---|---|---|",
-        f"| per seed: {', '.join(f'{d:+.3f}' for d in p['final_accuracy']['per_seed']) or '–'} (final) | "
-        f"{_pm(p['peak_accuracy']['lambda_minus_grpo'])} | {_pm(p['peak_step']['lambda_minus_grpo'], 1)} | "
-        f"{_pm(p['final_accuracy']['lambda_minus_grpo'])} |",
+        f"| mean ± s.e. | {_pm(p['peak_accuracy']['lambda_minus_grpo'])} | "
+        f"{_pm(p['peak_step']['lambda_minus_grpo'], 1)} | {_pm(p['final_accuracy']['lambda_minus_grpo'])} |",
+        "| per seed | "
+        + " | ".join(
+            ", ".join(f"{d:+.{n}f}" for d in p[k]["per_seed"]) or "–"
+            for k, n in (("peak_accuracy", 3), ("peak_step", 0), ("final_accuracy", 3))
+        )
+        + " |",
         "",
         "| run | steps | acc. curve (step: acc.) | reward first → last third | s/step | prm/flat_fraction | "
         "prm/path_depth_mean | prm/intermediate_proportion_mean | tokens with \\|λ\\| > 1, first → last third | distinct completions per group |",
@@ -191,7 +201,7 @@ def markdown(result: dict) -> str:
     for name, e in result["runs"].items():
         curve = ", ".join(f"{s}: {a:.3f}" for s, a in e["accuracy_curve"].items())
         rows.append(
-            f"| {name} | {e['steps_done']} | {curve} | {_fmt(e['reward_first_third'])} → "
+            f"| {name}{'' if e['finished'] else ' (unfinished)'} | {e['steps_done']} | {curve} | {_fmt(e['reward_first_third'])} → "
             f"{_fmt(e['reward_last_third'])} | {_fmt(e['seconds_per_step_median'], 1)} | "
             f"{_fmt(e['prm']['prm/flat_fraction'])} | {_fmt(e['prm']['prm/path_depth_mean'], 2)} | "
             f"{_fmt(e['prm']['prm/intermediate_proportion_mean'], 3)} | "
@@ -218,11 +228,21 @@ def main(argv: list[str] | None = None) -> int:
         help="print the study's wall time from --step-seconds, --eval-seconds, --sft-seconds and exit",
     )
     parser.add_argument(
-        "--step-seconds", type=float, default=STEP_SECONDS, help="RL step (measured, see below)"
+        "--step-seconds",
+        type=float,
+        default=STEP_SECONDS,
+        help="one RL step (default: as measured in the study, see STEP_SECONDS)",
     )
-    parser.add_argument("--eval-seconds", type=float, default=EVAL_SECONDS, help="one held-out evaluation")
+    parser.add_argument(
+        "--eval-seconds",
+        type=float,
+        default=EVAL_SECONDS,
+        help="one held-out evaluation of 200 problems (scaled to data.eval_size)",
+    )
     parser.add_argument("--sft-seconds", type=float, default=SFT_SECONDS, help="one warm start")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. rl.lr=2e-4")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. rl.learning_rate=2e-4"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.steps < 1 or args.seeds < 1:
@@ -244,13 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     if args.estimate:
+        eval_seconds = args.eval_seconds * cfg.data.eval_size / 200
         total = estimate(
-            args.step_seconds, args.eval_seconds, args.sft_seconds, args.steps, args.seeds, cfg.eval.every
+            args.step_seconds, eval_seconds, args.sft_seconds, args.steps, args.seeds, cfg.eval.every
         )
         print(
-            f"{args.seeds} seeds × 2 arms × {args.steps} steps at {args.step_seconds:.1f} s/step, held-out "
-            f"evaluation {args.eval_seconds:.0f} s every {cfg.eval.every} steps, warm start {args.sft_seconds:.0f} s: "
-            f"about {total / 3600:.2f} h"
+            f"{args.seeds} seed{'s' * (args.seeds != 1)} × 2 arms × {args.steps} steps at {args.step_seconds:.1f} "
+            f"s/step, held-out evaluation of {cfg.data.eval_size} problems {eval_seconds:.0f} s every "
+            f"{cfg.eval.every} steps, warm start {args.sft_seconds:.0f} s: about {total / 3600:.2f} h "
+            "(timings of this 2-core CPU at threads=1; pass --step-seconds etc. for yours)"
         )
         return 0
     if not args.report:
@@ -258,8 +280,11 @@ def main(argv: list[str] | None = None) -> int:
 
         compare(cfg, out, args.seeds, on_run_done=lambda: summarise(out))
     result = summarise(out)
-    print(markdown(result), file=sys.stderr)
-    print(f"results in {out}/results.json, results.md, comparison.json and comparison.png")
+    print(markdown(result))
+    written = [
+        f for f in ("results.json", "results.md", "comparison.json", "comparison.png") if (out / f).exists()
+    ]
+    print(f"written in {out}: {', '.join(written)}", file=sys.stderr)
     return 0
 
 

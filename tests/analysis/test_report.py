@@ -65,7 +65,8 @@ def test_compare_dir_two_arms_two_seeds(tmp_path):
         write_run(cmp / f"{arm}-seed{seed}", arm, seed, acc, with_summary=(arm, seed) != ("lambda", 1))
     (cmp / "comparison.json").write_text("{}")
     out = tmp_path / "rep"
-    assert main(["report", str(cmp), "--out", str(out)]) == 0
+    # λ-GRPO seed 1 has no summary.json (as if still running): counted only with --include-unfinished
+    assert main(["report", str(cmp), "--out", str(out), "--include-unfinished"]) == 0
     report = (out / "report.md").read_text()
 
     # columns: arm | seeds | peak accuracy | step at peak | mean-curve peak (step) | final | before → after
@@ -120,6 +121,22 @@ def test_a_live_run_with_a_cut_last_line_is_reported(tmp_path):
     metrics.write_text('{"step": 0, "rew\n' + whole)
     with pytest.raises(SystemExit, match=r"metrics\.jsonl:1: not valid JSON"):
         main(["report", str(a), "--out", str(out)])
+
+
+def test_an_unfinished_seed_is_left_out_beside_finished_ones(tmp_path, capsys):
+    """A study still running: grpo seed 1 has only its step-0 accuracy (0.9, above every finished peak). Counted, it
+    would be seed 1's peak at step 0; it is left out with a warning unless --include-unfinished."""
+    write_run(tmp_path / "grpo-seed0", "grpo", 0, ACC[("grpo", 0)])
+    live = tmp_path / "grpo-seed1"
+    live.mkdir()
+    (live / "metrics.jsonl").write_text(json.dumps({"step": 0, "eval/accuracy": 0.9}) + "\n")
+    (live / "config.yaml").write_text("seed: 1\nweighting: uniform\nlambda_power: 1.0\n")
+    out = tmp_path / "rep"
+    assert main(["report", str(tmp_path), "--out", str(out)]) == 0
+    assert "grpo-seed1 has no summary.json" in capsys.readouterr().err
+    assert table_row((out / "report.md").read_text(), "GRPO")[1:4] == ["1", "0.3000", "5"]
+    assert main(["report", str(tmp_path), "--out", str(out), "--include-unfinished"]) == 0
+    assert table_row((out / "report.md").read_text(), "GRPO")[1:3] == ["2", "0.6000 ± 0.4243"]  # 0.3, 0.9
 
 
 @pytest.mark.parametrize(

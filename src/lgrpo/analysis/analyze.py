@@ -221,6 +221,7 @@ def plot_stats(steps: list[dict[str, Any]], out_png: Path, title: str = "", smoo
             ax.set_ylim(-0.03, 1.03)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # steps are integers
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=11)

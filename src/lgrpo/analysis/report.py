@@ -283,7 +283,7 @@ def _plot_key(ax: Any, arms: dict[str, list[Run]], colors: dict[str, str], key: 
     ax.set_xlabel("step")
     ax.xaxis.get_major_locator().set_params(integer=True)  # steps are integers
     ax.grid(alpha=0.3)
-    if drawn and lo is not None and hi is not None:
+    if drawn and lo is not None and hi is not None and hi > lo:
         # a fraction's axis stays within [0, 1]; a constant one (matplotlib would centre it on ±0.04) spans it all
         y0, y1 = (lo, hi) if np.ptp(values) == 0 else ax.get_ylim()
         pad = 0.03 * (y1 - y0)
@@ -372,8 +372,8 @@ def write_report(runs: list[Run], out: Path, smooth: int = 0) -> Path:
     lines += [
         "",
         "Warm start: the supervised warm start this run computed (0 where it reused one: `lgrpo compare` computes a "
-        "seed's warm start once, in whichever arm runs first); RL: the RL training loop; total: the whole command, "
-        "with model loading and held-out evaluations.",
+        "seed's warm start once, in whichever arm runs first); RL: the RL training loop with the held-out evaluations "
+        "inside it; total: the whole command, with model loading and the evaluation before RL.",
     ]
     lines += ["", f"## Peak held-out accuracy (`{ACCURACY}`)", ""]
     lines += [
@@ -445,6 +445,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", default=None, help="output directory (default: the first RUN_DIR's report/)")
     parser.add_argument(
+        "--include-unfinished",
+        action="store_true",
+        help="also count `lgrpo train` runs that have no summary.json yet (still training, or stopped) when "
+        "finished runs are there too (default: leave them out, so a half-run seed does not move an arm's peak)",
+    )
+    parser.add_argument(
         "--smooth",
         type=int,
         default=0,
@@ -457,6 +463,16 @@ def run(args: argparse.Namespace) -> int:
     if args.smooth < 0:
         raise SystemExit(f"--smooth: expected a window of at least 1 (or 0: automatic), got {args.smooth}")
     runs = [load_run(p) for p in discover_runs(args.run_dirs)]
+    # an `lgrpo train` run writes summary.json when it ends; a LambdaGRPOTrainer output_dir never does
+    unfinished = [r for r in runs if not r.summary and (r.path / CONFIG).is_file()]
+    if unfinished and len(unfinished) < len(runs) and not args.include_unfinished:
+        for r in unfinished:
+            print(
+                f"warning: {r.path} has no {SUMMARY} (still training, or stopped): left out "
+                "(--include-unfinished counts it)",
+                file=sys.stderr,
+            )
+        runs = [r for r in runs if r not in unfinished]
     first: dict[tuple[str, int | None], Path] = {}
     for r in runs:
         other = first.setdefault((r.arm, r.seed), r.path)
