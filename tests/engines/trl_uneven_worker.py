@@ -29,6 +29,10 @@ def main(out: str) -> None:
         message = str(e)
     with open(os.path.join(out, f"rank{acc.process_index}.txt"), "w", encoding="utf-8") as f:
         f.write(message)
+    # both ranks have written; shut gloo down before the interpreter exits (a group left alive can abort the exit
+    # with "terminate called without an active exception", which failed this test once in CI)
+    acc.wait_for_everyone()
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
