@@ -72,20 +72,22 @@ def run_entry(run_dir: Path) -> dict:
     summary = json.loads((run_dir / SUMMARY).read_text()) if (run_dir / SUMMARY).exists() else None
     times = [ln["step_time"] for ln in steps if "step_time" in ln]
     k = max(1, len(steps) // 3)
-    # tokens with |λ| > 1 (where the arms weigh a token differently), from the rollout log (lgrpo analyze)
-    # and distinct completions per group (identical completions share every token)
-    shared, distinct = [], []
+    # per logged step, in one pass over the rollout log: the share of tokens with |λ| > 1 (where the arms weigh a
+    # token differently; lgrpo analyze's statistic) and each group's distinct completions (identical completions
+    # share every token). A resumed run re-logs steps: the later block wins, as in lgrpo analyze.
+    per_step: dict[int, tuple[float | None, list[int]]] = {}
     if (run_dir / "rollouts.jsonl").exists():
-        from lgrpo.analysis.analyze import analyze_log
+        from lgrpo.analysis.analyze import StepStats
         from lgrpo.analysis.rollouts import iter_step_blocks
 
-        shared = [s["shared_token_fraction"] for s in analyze_log(run_dir / "rollouts.jsonl")["steps"]]
-        shared = [x for x in shared if x is not None]
         for block in iter_step_blocks(run_dir / "rollouts.jsonl"):
+            stats = StepStats.from_records(block.step, block.first_line, block.records).summary()
             groups: dict[str, set] = {}
             for rec in block.records:
                 groups.setdefault(str(rec["group"]), set()).add(tuple(rec["completion_ids"]))
-            distinct += [len(g) for g in groups.values()]
+            per_step[block.step] = (stats["shared_token_fraction"], [len(g) for g in groups.values()])
+    shared = [per_step[s][0] for s in sorted(per_step) if per_step[s][0] is not None]
+    distinct = [n for s in sorted(per_step) for n in per_step[s][1]]
     ks = max(1, len(shared) // 3)
     trained = {s: a for s, a in evals.items() if s > 0}
     # the step of the peak: the earliest of equal peaks

@@ -84,3 +84,19 @@ def test_an_unfinished_run_is_left_out_of_the_arms(tmp_path):
     assert result["runs"]["lambda-seed0"]["finished"] is False
     assert result["arms"]["lambda"]["seeds"] == []
     assert result["paired"]["final_accuracy"]["per_seed"] == []
+
+
+def test_a_resumed_run_counts_its_later_block_of_a_step(tmp_path):
+    """A resumed run re-logs the steps after its checkpoint: the later block of a step counts, as in lgrpo analyze
+    (here step 1 first held 2 distinct completions in one group, then 3 with no |λ| > 1 token)."""
+    run = tmp_path / "grpo-seed0"
+    _write_run(run, CURVES["grpo-seed0"])
+    again = [{"step": 1, "group": 0, "completion_ids": [c], "reward": 1.0} for c in (7, 8, 9)]
+    with (run / "rollouts.jsonl").open("a") as f:
+        # another step between the two blocks of step 1
+        f.write("".join(json.dumps({**x, "step": 2}) + "\n" for x in again))
+        f.write("".join(json.dumps(x) + "\n" for x in again))
+    entry = _study_module().run_entry(run)
+    # steps 1 (later block) and 2: one flat group of 3 each
+    assert entry["distinct_completions_per_group"] == 3.0
+    assert entry["shared_token_fraction_first_third"] == 0.0
